@@ -7,7 +7,7 @@ debian_packages=(
   cmake ninja-build g++ pkg-config clang libclang-rt-14-dev unzip
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libxxhash-dev libutf8proc-dev
+  libxxhash-dev libutf8proc-dev nlohmann-json3-dev
 )
 python_packages=(
   numpy==2.4.6 gguf==0.19.0 transformers==5.24.0 tokenizers==0.23.3 jinja2==3.1.6

@@ -38,6 +38,9 @@ struct Value {
   std::variant<uint64_t, int64_t, double, bool, std::string, ArrayValue> data;
 };
 
+// "u8", "string", "array", ... as the GGUF spec names the type; "type N" for an unknown id.
+std::string ValueTypeName(ValueType type);
+
 struct TensorInfo {
   std::string name;
   kernels::TensorType type;
@@ -76,6 +79,13 @@ class GgufFile {
   absl::StatusOr<const ArrayValue*> GetArray(absl::string_view key) const;
 
   const std::string& display_name() const;
+
+  // general.alignment, or 32 when absent.
+  uint64_t alignment() const;
+  // Where the data section starts, in bytes from the start of the file.
+  uint64_t data_section_offset() const;
+  // The whole file.
+  absl::Span<const uint8_t> bytes() const;
 
  private:
   GgufFile();

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "kernels/cpu/paged_attention.h"
@@ -33,6 +34,15 @@ struct KvLayout {
   size_t BlockBytes() const;  // n_layers × 2 × SlabBytes()
   size_t KSlabOffset(int layer) const;  // from the block's start
   size_t VSlabOffset(int layer) const;
+
+  // OK when every dimension is positive, dtype is known and BlockBytes() does not overflow;
+  // otherwise InvalidArgument naming the field. The methods above assume a valid layout.
+  absl::Status Validate() const;
+  // "layers=30 kv_heads=3 head_dim=64 block_size=16 dtype=f32": for logs and mismatch errors.
+  std::string DebugString() const;
+
+  // Peers exchanging blocks must have equal layouts (and equal kKvLayoutVersion).
+  friend bool operator==(const KvLayout&, const KvLayout&) = default;
 };
 
 absl::StatusOr<kernels::KvDtype> ParseKvDtype(absl::string_view name);  // "f32" | "f16" | "bf16"

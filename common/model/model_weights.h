@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kernels/cpu/matmul.h"
 
@@ -40,6 +41,11 @@ struct LayerWeights {
   kernels::WeightMatrix w_down;  // (dim, hidden_dim)   llama2.c w2, GGUF ffn_down
   kernels::WeightMatrix w_up;    // (hidden_dim, dim)   llama2.c w3, GGUF ffn_up
 };
+
+// OK when every field is positive and consistent: dim == n_heads * head_dim,
+// n_heads % n_kv_heads == 0, rotary_dim even and <= head_dim, rope_base and rms_eps finite and
+// positive. Errors are InvalidArgument prefixed with `source` (the file) and name the field.
+absl::Status ValidateModelConfig(const ModelConfig& config, const std::string& source);
 
 struct ModelWeights {
   ModelConfig config;

@@ -1,0 +1,85 @@
+#include "common/engine/engine.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/gguf/gguf_file.h"
+#include "common/kv/kv_layout.h"
+#include "common/model/load_model.h"
+
+namespace pdserve::engine {
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const EngineOptions& options) {
+  if (options.n_threads < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("threads must be at least 1, got ", options.n_threads));
+  }
+  if (options.kv_block_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV block size must be at least 1, got ", options.kv_block_size));
+  }
+  std::unique_ptr<Engine> engine(new Engine());
+  engine->options_ = options;
+
+  absl::StatusOr<model::ModelWeights> weights = model::LoadModel(options.model_path);
+  if (!weights.ok()) return weights.status();
+  engine->weights_ = *std::move(weights);
+  const model::ModelConfig& config = engine->weights_.config;
+
+  absl::StatusOr<model::ModelFormat> format = model::SniffModelFormat(options.model_path);
+  if (!format.ok()) return format.status();
+  if (*format == model::ModelFormat::kGguf) {
+    absl::StatusOr<std::unique_ptr<gguf::GgufFile>> file = gguf::GgufFile::Open(options.model_path);
+    if (!file.ok()) return file.status();
+    absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
+        tokenizer::LoadGgufTokenizer(**file);
+    if (!tok.ok()) return tok.status();
+    engine->tokenizer_ = *std::move(tok);
+    absl::StatusOr<std::string> source = (*file)->GetString("tokenizer.chat_template");
+    engine->chat_template_ =
+        source.ok() ? tokenizer::ChatTemplate::FromSource(*source)
+                    : absl::StatusOr<tokenizer::ChatTemplate>(absl::FailedPreconditionError(
+                          absl::StrCat(options.model_path, " has no chat template")));
+  } else {
+    if (options.tokenizer_path.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(options.model_path,
+                       " is a llama2.c checkpoint: it needs a tokenizer file (--tokenizer)"));
+    }
+    absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
+        tokenizer::LoadLlama2cTokenizer(options.tokenizer_path, config.vocab_size);
+    if (!tok.ok()) return tok.status();
+    engine->tokenizer_ = *std::move(tok);
+    engine->chat_template_ = absl::FailedPreconditionError(
+        "llama2.c checkpoints have no chat template: use a plain prompt");
+  }
+  if (engine->tokenizer_->vocab_size() != config.vocab_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("tokenizer has ", engine->tokenizer_->vocab_size(),
+                     " tokens but the model's vocabulary has ", config.vocab_size));
+  }
+
+  const kv::KvLayout layout =
+      KvLayoutForModel(config, options.kv_block_size, options.kv_dtype);
+  const int64_t pool_tokens =
+      options.kv_pool_tokens > 0 ? options.kv_pool_tokens : config.context_length;
+  const int64_t n_blocks = (pool_tokens + layout.block_size - 1) / layout.block_size;
+  engine->kv_pool_ = std::make_unique<kv::KvBlockPool>(layout, n_blocks);
+  engine->threads_ = std::make_unique<kernels::ThreadPool>(options.n_threads);
+  engine->forward_ = std::make_unique<LlamaForward>(engine->weights_, *engine->kv_pool_,
+                                                    *engine->threads_, options.isa);
+  return engine;
+}
+
+std::string Engine::KvMemoryReport() const {
+  const kv::KvLayout& layout = kv_pool_->layout();
+  const double total_mib =
+      static_cast<double>(layout.BlockBytes()) * kv_pool_->n_total() / (1024.0 * 1024.0);
+  return absl::StrFormat(
+      "KV cache: %d bytes/token = 2 x %d layers x %d kv_heads x %d head_dim x %d bytes (%s); "
+      "%d blocks x %d tokens = %.1f MiB",
+      layout.BytesPerToken(), layout.n_layers, layout.n_kv_heads, layout.head_dim,
+      layout.ElementBytes(), kv::KvDtypeName(layout.dtype), kv_pool_->n_total(),
+      layout.block_size, total_mib);
+}
+
+}  // namespace pdserve::engine

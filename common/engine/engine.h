@@ -1,0 +1,59 @@
+#pragma once
+// A loaded model ready to run: weights, tokenizer, the paged KV block pool, the CPU threads and
+// the forward pass. What a CLI or a worker process holds one of.
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/engine/llama_forward.h"
+#include "common/kv/kv_block_pool.h"
+#include "common/model/model_weights.h"
+#include "common/tokenizer/chat_template.h"
+#include "common/tokenizer/tokenizer.h"
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/thread_pool.h"
+
+namespace pdserve::engine {
+
+struct EngineOptions {
+  std::string model_path;      // GGUF or llama2.c .bin
+  std::string tokenizer_path;  // llama2.c tokenizer (tok512.bin); unused for GGUF
+  int n_threads = 1;
+  kernels::Isa isa = kernels::DetectBestIsa();
+  int kv_block_size = kv::kDefaultBlockSize;
+  kernels::KvDtype kv_dtype = kernels::KvDtype::kF32;
+  // Tokens the KV pool holds; 0 means one full context.
+  int64_t kv_pool_tokens = 0;
+};
+
+class Engine {
+ public:
+  static absl::StatusOr<std::unique_ptr<Engine>> Load(const EngineOptions& options);
+
+  const model::ModelConfig& config() const { return weights_.config; }
+  const model::ModelWeights& weights() const { return weights_; }
+  const tokenizer::Tokenizer& tokenizer() const { return *tokenizer_; }
+  // The model's chat template, or the error that explains why it has none we support.
+  const absl::StatusOr<tokenizer::ChatTemplate>& chat_template() const { return chat_template_; }
+  kv::KvBlockPool& kv_pool() { return *kv_pool_; }
+  LlamaForward& forward() { return *forward_; }
+  const EngineOptions& options() const { return options_; }
+
+  // One line on the KV cache's memory: bytes per token (2 × layers × kv_heads × head_dim ×
+  // bytes per element), blocks and total.
+  std::string KvMemoryReport() const;
+
+ private:
+  Engine() = default;
+
+  EngineOptions options_;
+  model::ModelWeights weights_;
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
+  absl::StatusOr<tokenizer::ChatTemplate> chat_template_ = absl::UnknownError("not loaded");
+  std::unique_ptr<kv::KvBlockPool> kv_pool_;
+  std::unique_ptr<kernels::ThreadPool> threads_;
+  std::unique_ptr<LlamaForward> forward_;
+};
+
+}  // namespace pdserve::engine

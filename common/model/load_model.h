@@ -1,0 +1,20 @@
+#pragma once
+// The one entry point for model files: sniffs the format and dispatches to the GGUF `llama`
+// loader or the llama2.c loader.
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/model/model_weights.h"
+
+namespace pdserve::model {
+
+enum class ModelFormat { kGguf, kLlama2c };
+
+// kGguf when the file starts with the GGUF magic, else kLlama2c (validated by its loader).
+absl::StatusOr<ModelFormat> SniffModelFormat(const std::string& path);
+
+// Loads a GGUF (`llama` architecture) or llama2.c version-0 checkpoint.
+absl::StatusOr<ModelWeights> LoadModel(const std::string& path);
+
+}  // namespace pdserve::model

@@ -1,0 +1,82 @@
+#include "kernels/cpu/matmul.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/cpu/isa_kernels.h"
+
+namespace pdserve::kernels {
+namespace {
+
+// Cache blocking for n_tokens > 1: a tile of dequantized weight rows (at most kTileFloats f32,
+// in L2) is dotted with a tile of x rows (at most kTokenTileFloats), so each weight row is
+// dequantized once per call and each x row is reused across the weight tile.
+constexpr int64_t kTileFloats = 16 * 1024;
+constexpr int64_t kTokenTileFloats = 32 * 1024;
+
+// Per-thread scratch for dequantized rows; grows to the largest tile seen and stays.
+float* Scratch(size_t n_floats) {
+  thread_local std::vector<float> scratch;
+  if (scratch.size() < n_floats) scratch.resize(n_floats);
+  return scratch.data();
+}
+
+const uint8_t* RowAt(const WeightMatrix& w, int64_t row) {
+  return static_cast<const uint8_t*>(w.data) + static_cast<size_t>(row) * w.row_bytes;
+}
+
+// y[t][r] for r in [row_begin, row_end), all t.
+void MatMulRows(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y,
+                int64_t row_begin, int64_t row_end, const internal::IsaKernels& kernels) {
+  const int64_t cols = w.cols;
+  const bool is_f32 = w.type == TensorType::kF32;
+  if (n_tokens == 1) {
+    float* row_f32 = is_f32 ? nullptr : Scratch(static_cast<size_t>(cols));
+    for (int64_t r = row_begin; r < row_end; ++r) {
+      const uint8_t* row = RowAt(w, r);
+      if (kernels.fused_dot(w.type, row, cols, x, &y[r])) continue;
+      const float* weights = reinterpret_cast<const float*>(row);
+      if (!is_f32) {
+        kernels.dequantize(w.type, row, row_f32, cols);
+        weights = row_f32;
+      }
+      kernels.dot_many(weights, cols, x, cols, 1, &y[r], w.rows);
+    }
+    return;
+  }
+  const int64_t tile_rows = std::max<int64_t>(1, kTileFloats / cols);
+  const int64_t tile_tokens = std::clamp<int64_t>(kTokenTileFloats / cols, 1, n_tokens);
+  float* tile = is_f32 ? nullptr : Scratch(static_cast<size_t>(tile_rows * cols));
+  for (int64_t r0 = row_begin; r0 < row_end; r0 += tile_rows) {
+    const int64_t r1 = std::min(row_end, r0 + tile_rows);
+    if (!is_f32) {
+      for (int64_t r = r0; r < r1; ++r) kernels.dequantize(w.type, RowAt(w, r), tile + (r - r0) * cols, cols);
+    }
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += tile_tokens) {
+      const int64_t nt = std::min(tile_tokens, n_tokens - t0);
+      for (int64_t r = r0; r < r1; ++r) {
+        const float* weights =
+            is_f32 ? reinterpret_cast<const float*>(RowAt(w, r)) : tile + (r - r0) * cols;
+        kernels.dot_many(weights, cols, x + t0 * cols, cols, nt, y + t0 * w.rows + r, w.rows);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void MatMul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
+            Isa isa) {
+  if (w.rows <= 0 || n_tokens <= 0) return;
+  const internal::IsaKernels& kernels = internal::KernelsFor(isa);
+  pool.ParallelFor(w.rows, [&](int64_t begin, int64_t end) {
+    MatMulRows(w, x, n_tokens, y, begin, end, kernels);
+  });
+}
+
+void DequantizeWeightRow(const WeightMatrix& w, int64_t row, float* out, Isa isa) {
+  internal::KernelsFor(isa).dequantize(w.type, RowAt(w, row), out, w.cols);
+}
+
+}  // namespace pdserve::kernels

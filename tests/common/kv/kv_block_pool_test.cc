@@ -1,0 +1,258 @@
+#include "common/kv/kv_block_pool.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <random>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace pdserve::kv {
+namespace {
+
+KvLayout SmallLayout() {
+  KvLayout layout;
+  layout.n_layers = 2;
+  layout.n_kv_heads = 2;
+  layout.head_dim = 4;
+  layout.block_size = 4;
+  return layout;
+}
+
+TEST(KvBlockPoolTest, StartsAllFree) {
+  KvBlockPool pool(SmallLayout(), 10);
+  EXPECT_EQ(pool.n_total(), 10);
+  EXPECT_EQ(pool.n_free(), 10);
+  EXPECT_EQ(pool.n_allocated(), 0);
+  EXPECT_EQ(pool.layout(), SmallLayout());
+}
+
+TEST(KvBlockPoolTest, AllocateGivesDistinctIdsInRange) {
+  KvBlockPool pool(SmallLayout(), 8);
+  absl::StatusOr<std::vector<BlockId>> a = pool.Allocate(3);
+  ASSERT_TRUE(a.ok()) << a.status();
+  absl::StatusOr<std::vector<BlockId>> b = pool.Allocate(5);
+  ASSERT_TRUE(b.ok()) << b.status();
+  std::set<BlockId> ids(a->begin(), a->end());
+  ids.insert(b->begin(), b->end());
+  EXPECT_EQ(ids.size(), 8u);
+  EXPECT_EQ(*ids.begin(), 0);
+  EXPECT_EQ(*ids.rbegin(), 7);
+  EXPECT_EQ(pool.n_free(), 0);
+  for (BlockId id : ids) EXPECT_TRUE(pool.IsAllocated(id));
+}
+
+TEST(KvBlockPoolTest, AllocateZeroAndNegative) {
+  KvBlockPool pool(SmallLayout(), 2);
+  absl::StatusOr<std::vector<BlockId>> none = pool.Allocate(0);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+  EXPECT_EQ(pool.Allocate(-1).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(pool.n_free(), 2);
+}
+
+TEST(KvBlockPoolTest, ExhaustionIsAllOrNothingAndNamesCounts) {
+  KvBlockPool pool(SmallLayout(), 5);
+  ASSERT_TRUE(pool.Allocate(3).ok());
+  absl::StatusOr<std::vector<BlockId>> too_many = pool.Allocate(3);
+  EXPECT_EQ(too_many.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(too_many.status().message().find("requested 3"), absl::string_view::npos)
+      << too_many.status();
+  EXPECT_NE(too_many.status().message().find("2 free"), absl::string_view::npos)
+      << too_many.status();
+  EXPECT_EQ(pool.n_free(), 2);
+  EXPECT_TRUE(pool.Allocate(2).ok());
+  EXPECT_EQ(pool.n_free(), 0);
+  EXPECT_EQ(pool.Allocate(1).status().code(), absl::StatusCode::kResourceExhausted);
+}
+
+TEST(KvBlockPoolTest, DoubleFreeFailsAndFreesNothing) {
+  KvBlockPool pool(SmallLayout(), 4);
+  std::vector<BlockId> ids = *pool.Allocate(3);
+  ASSERT_TRUE(pool.Free({ids[0]}).ok());
+  EXPECT_EQ(pool.n_free(), 2);
+  // ids[0] is already free: the whole call fails and ids[1], ids[2] stay allocated.
+  absl::Status status = pool.Free({ids[1], ids[0], ids[2]});
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(status.message().find("double free"), absl::string_view::npos) << status;
+  EXPECT_EQ(pool.n_free(), 2);
+  EXPECT_TRUE(pool.IsAllocated(ids[1]));
+  EXPECT_TRUE(pool.IsAllocated(ids[2]));
+  EXPECT_FALSE(pool.IsAllocated(ids[0]));
+}
+
+TEST(KvBlockPoolTest, RepeatedIdInOneFreeFailsAndFreesNothing) {
+  KvBlockPool pool(SmallLayout(), 4);
+  std::vector<BlockId> ids = *pool.Allocate(2);
+  absl::Status status = pool.Free({ids[0], ids[1], ids[0]});
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(status.message().find("twice"), absl::string_view::npos) << status;
+  EXPECT_EQ(pool.n_free(), 2);
+  EXPECT_TRUE(pool.IsAllocated(ids[0]));
+  EXPECT_TRUE(pool.IsAllocated(ids[1]));
+  EXPECT_TRUE(pool.Free(ids).ok());
+  EXPECT_EQ(pool.n_free(), 4);
+}
+
+TEST(KvBlockPoolTest, UnknownIdFailsAndFreesNothing) {
+  KvBlockPool pool(SmallLayout(), 4);
+  std::vector<BlockId> ids = *pool.Allocate(2);
+  for (BlockId bad : {-1, 4, 1000}) {
+    absl::Status status = pool.Free({ids[0], bad});
+    EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_NE(status.message().find("unknown block " + std::to_string(bad)),
+              absl::string_view::npos)
+        << status;
+    EXPECT_EQ(pool.n_free(), 2);
+    EXPECT_TRUE(pool.IsAllocated(ids[0]));
+  }
+  EXPECT_FALSE(pool.IsAllocated(-1));
+  EXPECT_FALSE(pool.IsAllocated(4));
+}
+
+TEST(KvBlockPoolTest, RandomSequencesMatchAModel) {
+  constexpr int64_t kBlocks = 64;
+  std::mt19937 rng(12345);
+  for (int round = 0; round < 20; ++round) {
+    KvBlockPool pool(SmallLayout(), kBlocks);
+    std::set<BlockId> model_allocated;
+    std::vector<BlockId> held;
+    for (int step = 0; step < 500; ++step) {
+      const int action = std::uniform_int_distribution<int>(0, 9)(rng);
+      if (action < 5) {
+        const int64_t n = std::uniform_int_distribution<int64_t>(0, 20)(rng);
+        absl::StatusOr<std::vector<BlockId>> got = pool.Allocate(n);
+        const int64_t model_free = kBlocks - static_cast<int64_t>(model_allocated.size());
+        if (n <= model_free) {
+          ASSERT_TRUE(got.ok()) << got.status();
+          ASSERT_EQ(static_cast<int64_t>(got->size()), n);
+          for (BlockId id : *got) {
+            ASSERT_TRUE(id >= 0 && id < kBlocks);
+            ASSERT_TRUE(model_allocated.insert(id).second) << "block " << id << " handed out twice";
+            held.push_back(id);
+          }
+        } else {
+          ASSERT_EQ(got.status().code(), absl::StatusCode::kResourceExhausted);
+        }
+      } else if (action < 9) {
+        if (held.empty()) continue;
+        std::shuffle(held.begin(), held.end(), rng);
+        const size_t n = std::uniform_int_distribution<size_t>(1, held.size())(rng);
+        std::vector<BlockId> to_free(held.end() - n, held.end());
+        held.resize(held.size() - n);
+        ASSERT_TRUE(pool.Free(to_free).ok());
+        for (BlockId id : to_free) model_allocated.erase(id);
+      } else {
+        // A bad free: a free id (double free) mixed with held ones; must change nothing.
+        BlockId free_id = -1;
+        for (BlockId id = 0; id < kBlocks; ++id) {
+          if (!model_allocated.count(id)) free_id = id;
+        }
+        if (free_id < 0) continue;
+        std::vector<BlockId> bad = held;
+        bad.insert(bad.begin() + bad.size() / 2, free_id);
+        ASSERT_EQ(pool.Free(bad).code(), absl::StatusCode::kFailedPrecondition);
+      }
+      ASSERT_EQ(pool.n_free(), kBlocks - static_cast<int64_t>(model_allocated.size()));
+      ASSERT_EQ(pool.n_allocated(), static_cast<int64_t>(model_allocated.size()));
+      for (BlockId id = 0; id < kBlocks; ++id) {
+        ASSERT_EQ(pool.IsAllocated(id), model_allocated.count(id) == 1) << "block " << id;
+      }
+    }
+  }
+}
+
+TEST(KvBlockPoolTest, ConcurrentAllocateAndFreeKeepExactAccounting) {
+  constexpr int64_t kBlocks = 256;
+  constexpr int kThreads = 8;
+  KvBlockPool pool(SmallLayout(), kBlocks);
+  // owner[id] is the thread holding the block, -1 when none: two threads holding one block at
+  // once is a bug the pool must never allow.
+  std::vector<std::atomic<int>> owner(kBlocks);
+  for (auto& o : owner) o.store(-1);
+  std::atomic<int> violations{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(t);
+      std::vector<BlockId> held;
+      for (int step = 0; step < 3000; ++step) {
+        if (std::uniform_int_distribution<int>(0, 1)(rng) == 0) {
+          absl::StatusOr<std::vector<BlockId>> got =
+              pool.Allocate(std::uniform_int_distribution<int64_t>(1, 8)(rng));
+          if (!got.ok()) {
+            if (got.status().code() != absl::StatusCode::kResourceExhausted) ++violations;
+            continue;
+          }
+          for (BlockId id : *got) {
+            int expected = -1;
+            if (!owner[id].compare_exchange_strong(expected, t)) ++violations;
+            // Scribble on the block: a block handed to two threads would show as a data race.
+            std::memset(pool.BlockData(id), t, pool.layout().BlockBytes());
+            held.push_back(id);
+          }
+        } else if (!held.empty()) {
+          const size_t n = std::uniform_int_distribution<size_t>(1, held.size())(rng);
+          std::vector<BlockId> to_free(held.end() - n, held.end());
+          held.resize(held.size() - n);
+          for (BlockId id : to_free) {
+            if (pool.BlockData(id)[0] != static_cast<uint8_t>(t)) ++violations;
+            int expected = t;
+            if (!owner[id].compare_exchange_strong(expected, -1)) ++violations;
+          }
+          if (!pool.Free(to_free).ok()) ++violations;
+        }
+      }
+      for (BlockId id : held) owner[id].store(-1);
+      if (!pool.Free(held).ok()) ++violations;
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(violations.load(), 0);
+  EXPECT_EQ(pool.n_free(), kBlocks);
+  absl::StatusOr<std::vector<BlockId>> all = pool.Allocate(kBlocks);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(std::set<BlockId>(all->begin(), all->end()).size(), size_t(kBlocks));
+}
+
+TEST(KvBlockPoolTest, BlockDataIsDisjointAndSized) {
+  const KvLayout layout = SmallLayout();
+  KvBlockPool pool(layout, 6);
+  const size_t block_bytes = layout.BlockBytes();
+  for (BlockId id = 0; id < 6; ++id) {
+    EXPECT_EQ(static_cast<size_t>(pool.BlockData(id) - pool.BlockData(0)), id * block_bytes);
+    std::memset(pool.BlockData(id), 0x10 + id, block_bytes);
+  }
+  const KvBlockPool& const_pool = pool;
+  for (BlockId id = 0; id < 6; ++id) {
+    const uint8_t* data = const_pool.BlockData(id);
+    for (size_t i = 0; i < block_bytes; ++i) ASSERT_EQ(data[i], 0x10 + id);
+  }
+}
+
+TEST(KvBlockPoolTest, CreateRejectsBadArguments) {
+  KvLayout bad = SmallLayout();
+  bad.head_dim = 0;
+  EXPECT_EQ(KvBlockPool::Create(bad, 4).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(KvBlockPool::Create(SmallLayout(), -1).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(KvBlockPool::Create(SmallLayout(), int64_t{1} << 40).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  absl::StatusOr<std::unique_ptr<KvBlockPool>> ok = KvBlockPool::Create(SmallLayout(), 3);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ((*ok)->n_free(), 3);
+}
+
+TEST(KvBlockPoolDeathTest, ConstructorAndBlockDataCheckPreconditions) {
+  KvLayout bad = SmallLayout();
+  bad.n_layers = 0;
+  EXPECT_DEATH(KvBlockPool(bad, 1), "n_layers");
+  KvBlockPool pool(SmallLayout(), 2);
+  EXPECT_DEATH(pool.BlockData(2), "out of");
+}
+
+}  // namespace
+}  // namespace pdserve::kv

@@ -1,0 +1,69 @@
+// pdserve-kernels-bench: MatMul throughput by type, variant, thread count and n_tokens.
+// Not a test; prints one line per case: the best of several runs, as weight GB/s and GFLOP/s.
+//
+//   pdserve-kernels-bench [rows cols]    (default: SmolLM2-135M's FFN, 1536 x 576 and 576 x 1536)
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/matmul.h"
+#include "tests/kernels/kernel_test_util.h"
+
+namespace pdserve::kernels {
+namespace {
+
+double BestSeconds(const WeightMatrix& w, const std::vector<float>& x, int64_t n_tokens,
+                   std::vector<float>& y, ThreadPool& pool, Isa isa) {
+  const double bytes = static_cast<double>(w.rows) * w.row_bytes;
+  const int runs = static_cast<int>(std::clamp(2e8 / (bytes + 1e6 * n_tokens), 5.0, 2000.0));
+  double best = 1e30;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto start = std::chrono::steady_clock::now();
+    for (int r = 0; r < runs; ++r) MatMul(w, x.data(), n_tokens, y.data(), pool, isa);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    best = std::min(best, s / runs);
+  }
+  return best;
+}
+
+void Bench(TensorType type, int64_t rows, int64_t cols) {
+  std::mt19937 rng(1);
+  const TensorTypeInfo& info = GetTensorTypeInfo(type);
+  const std::vector<uint8_t> bytes = testing::RandomTensor(type, rows * cols, rng);
+  const WeightMatrix w{type, bytes.data(), rows, cols, RowBytes(info, cols)};
+  for (int64_t n_tokens : {1, 64}) {
+    const std::vector<float> x = testing::RandomFloats(n_tokens * cols, rng);
+    std::vector<float> y(n_tokens * rows);
+    for (Isa isa : testing::RunnableIsas()) {
+      for (int n_threads : {1, 2}) {
+        ThreadPool pool(n_threads);
+        const double s = BestSeconds(w, x, n_tokens, y, pool, isa);
+        std::printf("%-5s %6lldx%-6lld tokens %3lld %-7s threads %d: %9.1f us  %6.2f GB/s  %7.2f GFLOP/s\n",
+                    info.name, static_cast<long long>(rows), static_cast<long long>(cols),
+                    static_cast<long long>(n_tokens), IsaName(isa).c_str(), n_threads, s * 1e6,
+                    rows * w.row_bytes / s / 1e9, 2.0 * rows * cols * n_tokens / s / 1e9);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace pdserve::kernels
+
+int main(int argc, char** argv) {
+  using pdserve::kernels::TensorType;
+  std::vector<std::pair<int64_t, int64_t>> shapes = {{1536, 576}, {576, 1536}};
+  if (argc == 3) shapes = {{std::atoll(argv[1]), std::atoll(argv[2])}};
+  for (auto [rows, cols] : shapes) {
+    for (TensorType type : {TensorType::kQ4_1, TensorType::kQ8_0, TensorType::kQ4_K,
+                            TensorType::kQ6_K, TensorType::kF16, TensorType::kF32}) {
+      pdserve::kernels::Bench(type, rows, cols);
+    }
+  }
+  return 0;
+}
