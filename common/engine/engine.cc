@@ -63,7 +63,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const EngineOptions& option
   const int64_t pool_tokens =
       options.kv_pool_tokens > 0 ? options.kv_pool_tokens : config.context_length;
   const int64_t n_blocks = (pool_tokens + layout.block_size - 1) / layout.block_size;
-  engine->kv_pool_ = std::make_unique<kv::KvBlockPool>(layout, n_blocks);
+  absl::StatusOr<std::unique_ptr<kv::KvBlockPool>> pool = kv::KvBlockPool::Create(layout, n_blocks);
+  if (!pool.ok()) return pool.status();
+  engine->kv_pool_ = *std::move(pool);
   engine->threads_ = std::make_unique<kernels::ThreadPool>(options.n_threads);
   engine->forward_ = std::make_unique<LlamaForward>(engine->weights_, *engine->kv_pool_,
                                                     *engine->threads_, options.isa);

@@ -6,9 +6,10 @@
 // scale and a quant is exact in f32, so a fused multiply-add rounds once where the reference's
 // separate multiply and add also round once (only at the add).
 //
-// Dot order: element i goes into accumulator (i / 8) % 4, lane i % 8; after the last full vector,
-// the rest (n % 8 elements, plain types only) into one scalar sum in order; the result is
-// hsum((a0 + a1) + (a2 + a3)) + tail.
+// Dot order: one 8-lane accumulator, acc = fma(w[8v, 8v + 8), x[8v, 8v + 8), acc) for v in order;
+// the last n % 8 elements (plain types only) into one scalar sum in order; the result is
+// hsum(acc) + tail, hsum a fixed tree. Several outputs (rows × tokens) are computed together for
+// register reuse, each with its own accumulator, so none depends on its neighbours.
 
 #include <immintrin.h>
 
@@ -21,230 +22,188 @@
 namespace pdserve::kernels::internal {
 namespace {
 
-float HalfAt(const uint8_t* p) {
+// Decoders run inside the hot loops: they must inline (GCC otherwise calls them and passes the
+// vectors through memory).
+#define PDSERVE_INLINE inline __attribute__((always_inline))
+
+PDSERVE_INLINE float HalfAt(const uint8_t* p) {
   uint16_t h;
   std::memcpy(&h, p, sizeof(h));
   return _cvtsh_ss(h);
 }
 
-uint32_t U32At(const uint8_t* p) {
+PDSERVE_INLINE uint32_t U32At(const uint8_t* p) {
   uint32_t v;
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
 
-// 32 bytes of values < 256 as 4 vectors of 8 floats, in order.
-inline void BytesToFloats(__m256i q, __m256 out[4]) {
-  const __m128i lo = _mm256_castsi256_si128(q);
-  const __m128i hi = _mm256_extracti128_si256(q, 1);
-  out[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
-  out[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
-  out[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
-  out[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+// The 8 bytes at p, zero-extended to 32-bit lanes.
+PDSERVE_INLINE __m256i Bytes8(const uint8_t* p) {
+  return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
 }
 
-// The 16 bytes at qs as 32 nibbles: the low nibbles (elements 0..15), then the high ones.
-inline __m256i Nibbles16(const uint8_t* qs) {
-  const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  const __m128i mask = _mm_set1_epi8(0x0F);
-  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), mask), _mm_and_si128(bytes, mask));
+// The 32 nibbles of qs[0, 16) in element order (low nibbles of bytes 0..15, then high ones), as
+// 32-bit lanes: w[0] = low of bytes 0..7, w[1] = low of 8..15, w[2] = high of 0..7, w[3] = high
+// of 8..15.
+PDSERVE_INLINE void Nibbles32(const uint8_t* qs, __m256i q[4]) {
+  const __m256i low4 = _mm256_set1_epi32(0x0F);
+  const __m256i b0 = Bytes8(qs), b1 = Bytes8(qs + 8);
+  q[0] = _mm256_and_si256(b0, low4);
+  q[1] = _mm256_and_si256(b1, low4);
+  q[2] = _mm256_srli_epi32(b0, 4);
+  q[3] = _mm256_srli_epi32(b1, 4);
 }
 
-// Byte j is 0x10 where bit j of `bits` is set, else 0.
-inline __m256i FifthBits(uint32_t bits) {
-  const __m256i spread = _mm256_shuffle_epi8(
-      _mm256_set1_epi32(static_cast<int>(bits)),
-      _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101, 0x0202020202020202,
-                         0x0303030303030303));
-  const __m256i set = _mm256_cmpeq_epi8(_mm256_or_si256(spread, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe)),
-                                        _mm256_set1_epi64x(-1));
-  return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+// Adds bit j of qh as bit 4 of element j (q5_0, q5_1).
+PDSERVE_INLINE void AddFifthBits(uint32_t qh, __m256i q[4]) {
+  const __m256i bits = _mm256_set1_epi32(static_cast<int>(qh));
+  const __m256i bit4 = _mm256_set1_epi32(0x10);
+  // Shift bit j to bit 4: left by 4 - j for j < 4, right by j - 4 after.
+  const __m256i v0 = _mm256_srlv_epi32(_mm256_slli_epi32(bits, 4), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256i v1 = _mm256_srlv_epi32(bits, _mm256_setr_epi32(4, 5, 6, 7, 8, 9, 10, 11));
+  const __m256i v2 = _mm256_srlv_epi32(bits, _mm256_setr_epi32(12, 13, 14, 15, 16, 17, 18, 19));
+  const __m256i v3 = _mm256_srlv_epi32(bits, _mm256_setr_epi32(20, 21, 22, 23, 24, 25, 26, 27));
+  q[0] = _mm256_or_si256(q[0], _mm256_and_si256(v0, bit4));
+  q[1] = _mm256_or_si256(q[1], _mm256_and_si256(v1, bit4));
+  q[2] = _mm256_or_si256(q[2], _mm256_and_si256(v2, bit4));
+  q[3] = _mm256_or_si256(q[3], _mm256_and_si256(v3, bit4));
 }
 
-// Decoders: call emit(c, w) for each 32-element chunk c of a row of n elements, in order, with
-// w[4] its values. `emit` is a lambda of this unit.
+PDSERVE_INLINE __m256 ToFloat(__m256i q) { return _mm256_cvtepi32_ps(q); }
 
-template <typename Emit>
-void DecodeQ4_0(const uint8_t* row, int64_t n, Emit&& emit) {
-  const __m256 eight = _mm256_set1_ps(8.0f);
-  for (int64_t b = 0; b < n / 32; ++b) {
-    const uint8_t* block = row + 18 * b;
-    const __m256 d = _mm256_set1_ps(HalfAt(block));
-    __m256 w[4];
-    BytesToFloats(Nibbles16(block + 2), w);
-    for (int j = 0; j < 4; ++j) w[j] = _mm256_mul_ps(d, _mm256_sub_ps(w[j], eight));
-    emit(b, w);
-  }
+// Block decoders: the values of one block, as vectors of 8 in element order.
+
+PDSERVE_INLINE void DecodeQ4_0(const uint8_t* block, __m256* w) {
+  const __m256 d = _mm256_set1_ps(HalfAt(block));
+  const __m256i eight = _mm256_set1_epi32(8);
+  __m256i q[4];
+  Nibbles32(block + 2, q);
+  for (int j = 0; j < 4; ++j) w[j] = _mm256_mul_ps(d, ToFloat(_mm256_sub_epi32(q[j], eight)));
 }
 
-template <typename Emit>
-void DecodeQ4_1(const uint8_t* row, int64_t n, Emit&& emit) {
-  for (int64_t b = 0; b < n / 32; ++b) {
-    const uint8_t* block = row + 20 * b;
-    const __m256 d = _mm256_set1_ps(HalfAt(block));
-    const __m256 m = _mm256_set1_ps(HalfAt(block + 2));
-    __m256 w[4];
-    BytesToFloats(Nibbles16(block + 4), w);
-    for (int j = 0; j < 4; ++j) w[j] = _mm256_fmadd_ps(d, w[j], m);
-    emit(b, w);
-  }
+PDSERVE_INLINE void DecodeQ4_1(const uint8_t* block, __m256* w) {
+  const __m256 d = _mm256_set1_ps(HalfAt(block));
+  const __m256 m = _mm256_set1_ps(HalfAt(block + 2));
+  __m256i q[4];
+  Nibbles32(block + 4, q);
+  for (int j = 0; j < 4; ++j) w[j] = _mm256_fmadd_ps(d, ToFloat(q[j]), m);
 }
 
-template <typename Emit>
-void DecodeQ5_0(const uint8_t* row, int64_t n, Emit&& emit) {
-  const __m256 sixteen = _mm256_set1_ps(16.0f);
-  for (int64_t b = 0; b < n / 32; ++b) {
-    const uint8_t* block = row + 22 * b;
-    const __m256 d = _mm256_set1_ps(HalfAt(block));
-    __m256 w[4];
-    BytesToFloats(_mm256_or_si256(Nibbles16(block + 6), FifthBits(U32At(block + 2))), w);
-    for (int j = 0; j < 4; ++j) w[j] = _mm256_mul_ps(d, _mm256_sub_ps(w[j], sixteen));
-    emit(b, w);
-  }
+PDSERVE_INLINE void DecodeQ5_0(const uint8_t* block, __m256* w) {
+  const __m256 d = _mm256_set1_ps(HalfAt(block));
+  const __m256i sixteen = _mm256_set1_epi32(16);
+  __m256i q[4];
+  Nibbles32(block + 6, q);
+  AddFifthBits(U32At(block + 2), q);
+  for (int j = 0; j < 4; ++j) w[j] = _mm256_mul_ps(d, ToFloat(_mm256_sub_epi32(q[j], sixteen)));
 }
 
-template <typename Emit>
-void DecodeQ5_1(const uint8_t* row, int64_t n, Emit&& emit) {
-  for (int64_t b = 0; b < n / 32; ++b) {
-    const uint8_t* block = row + 24 * b;
-    const __m256 d = _mm256_set1_ps(HalfAt(block));
-    const __m256 m = _mm256_set1_ps(HalfAt(block + 2));
-    __m256 w[4];
-    BytesToFloats(_mm256_or_si256(Nibbles16(block + 8), FifthBits(U32At(block + 4))), w);
-    for (int j = 0; j < 4; ++j) w[j] = _mm256_fmadd_ps(d, w[j], m);
-    emit(b, w);
-  }
+PDSERVE_INLINE void DecodeQ5_1(const uint8_t* block, __m256* w) {
+  const __m256 d = _mm256_set1_ps(HalfAt(block));
+  const __m256 m = _mm256_set1_ps(HalfAt(block + 2));
+  __m256i q[4];
+  Nibbles32(block + 8, q);
+  AddFifthBits(U32At(block + 4), q);
+  for (int j = 0; j < 4; ++j) w[j] = _mm256_fmadd_ps(d, ToFloat(q[j]), m);
 }
 
-template <typename Emit>
-void DecodeQ8_0(const uint8_t* row, int64_t n, Emit&& emit) {
-  for (int64_t b = 0; b < n / 32; ++b) {
-    const uint8_t* block = row + 34 * b;
-    const __m256 d = _mm256_set1_ps(HalfAt(block));
-    __m256 w[4];
-    for (int j = 0; j < 4; ++j) {
-      const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(block + 2 + 8 * j));
-      w[j] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
-    }
-    emit(b, w);
-  }
-}
-
-// The scale d·sc[s] and offset dmin·m[s] of the 8 sub-blocks of a q4_K / q5_K block.
-void KQuantScales(const uint8_t* block, float ds[8], float ms[8]) {
-  const float d = HalfAt(block);
-  const float dmin = HalfAt(block + 2);
-  const uint8_t* s = block + 4;
+PDSERVE_INLINE void DecodeQ8_0(const uint8_t* block, __m256* w) {
+  const __m256 d = _mm256_set1_ps(HalfAt(block));
   for (int j = 0; j < 4; ++j) {
-    ds[j] = d * static_cast<float>(s[j] & 0x3F);
-    ms[j] = dmin * static_cast<float>(s[j + 4] & 0x3F);
-    ds[j + 4] = d * static_cast<float>((s[j + 8] & 0x0F) | ((s[j] >> 2) & 0x30));
-    ms[j + 4] = dmin * static_cast<float>((s[j + 8] >> 4) | ((s[j + 4] >> 2) & 0x30));
+    const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(block + 2 + 8 * j));
+    w[j] = _mm256_mul_ps(ToFloat(_mm256_cvtepi8_epi32(q)), d);
   }
 }
 
-template <typename Emit>
-void DecodeQ4_K(const uint8_t* row, int64_t n, Emit&& emit) {
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  for (int64_t b = 0; b < n / 256; ++b) {
-    const uint8_t* block = row + 144 * b;
-    float ds[8], ms[8];
-    KQuantScales(block, ds, ms);
-    for (int pair = 0; pair < 4; ++pair) {
-      const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 16 + 32 * pair));
-      for (int half = 0; half < 2; ++half) {
-        const int s = 2 * pair + half;
-        const __m256i q = _mm256_and_si256(half ? _mm256_srli_epi16(bytes, 4) : bytes, low4);
-        const __m256 d = _mm256_set1_ps(ds[s]), m = _mm256_set1_ps(-ms[s]);
-        __m256 w[4];
-        BytesToFloats(q, w);
-        for (int j = 0; j < 4; ++j) w[j] = _mm256_fmadd_ps(d, w[j], m);
-        emit(8 * b + s, w);
+// The scale d·sc[s] and the negated offset -(dmin·m[s]) of the 8 sub-blocks of a q4_K / q5_K
+// block. The 12 scale bytes hold, for j < 4: sc[j] = s[j] & 63, m[j] = s[j + 4] & 63,
+// sc[j + 4] = (s[j + 8] & 15) | (s[j] >> 6) << 4, m[j + 4] = (s[j + 8] >> 4) | (s[j + 4] >> 6) << 4;
+// unpacked here four bytes at a time.
+PDSERVE_INLINE void KQuantScales(const uint8_t* block, float ds[8], float neg_ms[8]) {
+  uint32_t s[3];
+  std::memcpy(s, block + 4, sizeof(s));
+  const uint32_t sc_lo = s[0] & 0x3f3f3f3fu;
+  const uint32_t m_lo = s[1] & 0x3f3f3f3fu;
+  const uint32_t sc_hi = (s[2] & 0x0f0f0f0fu) | (((s[0] >> 6) & 0x03030303u) << 4);
+  const uint32_t m_hi = ((s[2] >> 4) & 0x0f0f0f0fu) | (((s[1] >> 6) & 0x03030303u) << 4);
+  const __m256i sc = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(sc_lo | (uint64_t{sc_hi} << 32))));
+  const __m256i m = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<int64_t>(m_lo | (uint64_t{m_hi} << 32))));
+  _mm256_storeu_ps(ds, _mm256_mul_ps(_mm256_set1_ps(HalfAt(block)), ToFloat(sc)));
+  _mm256_storeu_ps(neg_ms, _mm256_mul_ps(_mm256_set1_ps(-HalfAt(block + 2)), ToFloat(m)));
+}
+
+// Sub-block s (32 elements) is the low (s even) or high (s odd) nibbles of qs[32 (s / 2), +32).
+// With kFifthBits (q5_K), bit s of qh[i] is the fifth bit of element 32 s + i.
+template <bool kFifthBits>
+PDSERVE_INLINE void DecodeKQuant(const uint8_t* block, const uint8_t* qh, const uint8_t* qs, __m256* w) {
+  const __m256i low4 = _mm256_set1_epi32(0x0F);
+  const __m256i bit4 = _mm256_set1_epi32(0x10);
+  alignas(32) float ds[8], neg_ms[8];
+  KQuantScales(block, ds, neg_ms);
+  __m256i high[4];
+  if (kFifthBits) {
+    for (int j = 0; j < 4; ++j) high[j] = Bytes8(qh + 8 * j);
+  }
+  for (int pair = 0; pair < 4; ++pair) {
+    __m256i bytes[4];
+    for (int j = 0; j < 4; ++j) bytes[j] = Bytes8(qs + 32 * pair + 8 * j);
+    for (int half = 0; half < 2; ++half) {
+      const int s = 2 * pair + half;
+      const __m256 d = _mm256_broadcast_ss(&ds[s]), m = _mm256_broadcast_ss(&neg_ms[s]);
+      for (int j = 0; j < 4; ++j) {
+        __m256i q = half ? _mm256_srli_epi32(bytes[j], 4) : _mm256_and_si256(bytes[j], low4);
+        if (kFifthBits) {
+          const __m256i h = s <= 4 ? _mm256_sll_epi32(high[j], _mm_cvtsi32_si128(4 - s))
+                                   : _mm256_srl_epi32(high[j], _mm_cvtsi32_si128(s - 4));
+          q = _mm256_or_si256(q, _mm256_and_si256(h, bit4));
+        }
+        w[4 * s + j] = _mm256_fmadd_ps(d, ToFloat(q), m);
       }
     }
   }
 }
 
-template <typename Emit>
-void DecodeQ5_K(const uint8_t* row, int64_t n, Emit&& emit) {
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  const __m256i zero = _mm256_setzero_si256();
-  const __m256i bit4 = _mm256_set1_epi8(0x10);
-  for (int64_t b = 0; b < n / 256; ++b) {
-    const uint8_t* block = row + 176 * b;
-    float ds[8], ms[8];
-    KQuantScales(block, ds, ms);
-    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 16));
-    for (int pair = 0; pair < 4; ++pair) {
-      const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 48 + 32 * pair));
-      for (int half = 0; half < 2; ++half) {
-        const int s = 2 * pair + half;
-        const __m256i high_clear =
-            _mm256_cmpeq_epi8(_mm256_and_si256(qh, _mm256_set1_epi8(static_cast<char>(1 << s))), zero);
-        const __m256i q = _mm256_or_si256(_mm256_and_si256(half ? _mm256_srli_epi16(bytes, 4) : bytes, low4),
-                                          _mm256_andnot_si256(high_clear, bit4));
-        const __m256 d = _mm256_set1_ps(ds[s]), m = _mm256_set1_ps(-ms[s]);
-        __m256 w[4];
-        BytesToFloats(q, w);
-        for (int j = 0; j < 4; ++j) w[j] = _mm256_fmadd_ps(d, w[j], m);
-        emit(8 * b + s, w);
-      }
-    }
-  }
+PDSERVE_INLINE void DecodeQ4_K(const uint8_t* block, __m256* w) {
+  DecodeKQuant<false>(block, nullptr, block + 16, w);
 }
 
-// Chunk c = 4h + k of a q6_K block (see scalar_kernels.cc): low bits from
-// ql[64h + 32(k % 2) + i] >> 4(k / 2), high bits from qh[32h + i] >> 2k.
-template <typename Emit>
-void DecodeQ6_K(const uint8_t* row, int64_t n, Emit&& emit) {
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
-  const __m256i low2 = _mm256_set1_epi8(0x03);
-  const __m256 thirty_two = _mm256_set1_ps(32.0f);
-  for (int64_t b = 0; b < n / 256; ++b) {
-    const uint8_t* block = row + 210 * b;
-    const int8_t* scales = reinterpret_cast<const int8_t*>(block + 192);
-    const float d = HalfAt(block + 208);
-    for (int h = 0; h < 2; ++h) {
-      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 128 + 32 * h));
+PDSERVE_INLINE void DecodeQ5_K(const uint8_t* block, __m256* w) {
+  DecodeKQuant<true>(block, block + 16, block + 48, w);
+}
+
+// Element 128 h + 32 k + i of a q6_K block (see scalar_kernels.cc): low bits from
+// ql[64h + 32(k % 2) + i] >> 4(k / 2), high bits from qh[32h + i] >> 2k, scale scales[e / 16].
+PDSERVE_INLINE void DecodeQ6_K(const uint8_t* block, __m256* w) {
+  const __m256i low4 = _mm256_set1_epi32(0x0F);
+  const __m256i low2 = _mm256_set1_epi32(0x03);
+  const __m256i thirty_two = _mm256_set1_epi32(32);
+  // The 16 group scales d·scales[g].
+  alignas(32) float dg[16];
+  const __m256 d = _mm256_set1_ps(HalfAt(block + 208));
+  for (int half = 0; half < 2; ++half) {
+    const __m256i sc = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(block + 192 + 8 * half)));
+    _mm256_store_ps(dg + 8 * half, _mm256_mul_ps(d, ToFloat(sc)));
+  }
+  for (int h = 0; h < 2; ++h) {
+    for (int j = 0; j < 4; ++j) {
+      const __m256i ql0 = Bytes8(block + 64 * h + 8 * j);       // k = 0 (low), 2 (high)
+      const __m256i ql1 = Bytes8(block + 64 * h + 32 + 8 * j);  // k = 1 (low), 3 (high)
+      const __m256i qh = Bytes8(block + 128 + 32 * h + 8 * j);
       for (int k = 0; k < 4; ++k) {
-        const __m256i ql = _mm256_loadu_si256(
-            reinterpret_cast<const __m256i*>(block + 64 * h + 32 * (k % 2)));
-        const __m256i lo = _mm256_and_si256(k / 2 ? _mm256_srli_epi16(ql, 4) : ql, low4);
-        const __m256i hi = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * k)), low2);
-        const __m256i q = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
-        const int c = 4 * h + k;
-        const __m256 d0 = _mm256_set1_ps(d * static_cast<float>(scales[2 * c]));
-        const __m256 d1 = _mm256_set1_ps(d * static_cast<float>(scales[2 * c + 1]));
-        __m256 w[4];
-        BytesToFloats(q, w);
-        w[0] = _mm256_mul_ps(d0, _mm256_sub_ps(w[0], thirty_two));
-        w[1] = _mm256_mul_ps(d0, _mm256_sub_ps(w[1], thirty_two));
-        w[2] = _mm256_mul_ps(d1, _mm256_sub_ps(w[2], thirty_two));
-        w[3] = _mm256_mul_ps(d1, _mm256_sub_ps(w[3], thirty_two));
-        emit(8 * b + c, w);
+        const __m256i ql = k % 2 ? ql1 : ql0;
+        const __m256i lo = k / 2 ? _mm256_srli_epi32(ql, 4) : _mm256_and_si256(ql, low4);
+        const __m256i hi = _mm256_and_si256(_mm256_srl_epi32(qh, _mm_cvtsi32_si128(2 * k)), low2);
+        const __m256i q = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), thirty_two);
+        const int c = 4 * h + k;  // the chunk of 32; its elements 8 j .. 8 j + 7 use scale 2c + j / 2
+        w[4 * c + j] = _mm256_mul_ps(_mm256_broadcast_ss(&dg[2 * c + j / 2]), ToFloat(q));
       }
     }
-  }
-}
-
-// Calls the decoder of a block-quantized type; false for f32, f16 and bf16.
-template <typename Emit>
-bool DecodeQuantized(TensorType type, const uint8_t* row, int64_t n, Emit&& emit) {
-  switch (type) {
-    case TensorType::kQ4_0: DecodeQ4_0(row, n, emit); return true;
-    case TensorType::kQ4_1: DecodeQ4_1(row, n, emit); return true;
-    case TensorType::kQ5_0: DecodeQ5_0(row, n, emit); return true;
-    case TensorType::kQ5_1: DecodeQ5_1(row, n, emit); return true;
-    case TensorType::kQ8_0: DecodeQ8_0(row, n, emit); return true;
-    case TensorType::kQ4_K: DecodeQ4_K(row, n, emit); return true;
-    case TensorType::kQ5_K: DecodeQ5_K(row, n, emit); return true;
-    case TensorType::kQ6_K: DecodeQ6_K(row, n, emit); return true;
-    default: return false;
   }
 }
 
 // 8 halves as floats, bit for bit as HalfToFloat: F16C quiets signalling NaNs, numpy does not.
-inline __m256 HalvesToFloats(const uint8_t* p) {
+PDSERVE_INLINE __m256 HalvesToFloats(const uint8_t* p) {
   const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   const __m256 f = _mm256_cvtph_ps(h);
   const __m256i h32 = _mm256_cvtepu16_epi32(h);
@@ -256,10 +215,13 @@ inline __m256 HalvesToFloats(const uint8_t* p) {
   return _mm256_blendv_ps(f, _mm256_castsi256_ps(nan_bits), _mm256_castsi256_ps(is_nan));
 }
 
-inline __m256 Bf16sToFloats(const uint8_t* p) {
+PDSERVE_INLINE __m256 Bf16sToFloats(const uint8_t* p) {
   const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(b), 16));
 }
+
+PDSERVE_INLINE void DecodeF16(const uint8_t* p, __m256* w) { w[0] = HalvesToFloats(p); }
+PDSERVE_INLINE void DecodeBf16(const uint8_t* p, __m256* w) { w[0] = Bf16sToFloats(p); }
 
 float ScalarHalf(const uint8_t* p, bool bf16) {
   uint16_t h;
@@ -267,112 +229,168 @@ float ScalarHalf(const uint8_t* p, bool bf16) {
   return bf16 ? Bf16BitsToFloat(h) : HalfToFloat(h);
 }
 
-void Avx2Dequantize(TensorType type, const uint8_t* src, float* dst, int64_t n) {
-  if (type == TensorType::kF32) {
-    std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
-    return;
-  }
-  if (type == TensorType::kF16 || type == TensorType::kBF16) {
-    const bool bf16 = type == TensorType::kBF16;
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-      _mm256_storeu_ps(dst + i, bf16 ? Bf16sToFloats(src + 2 * i) : HalvesToFloats(src + 2 * i));
-    }
-    for (; i < n; ++i) dst[i] = ScalarHalf(src + 2 * i, bf16);
-    return;
-  }
-  DecodeQuantized(type, src, n, [dst](int64_t c, const __m256* w) {
-    for (int j = 0; j < 4; ++j) _mm256_storeu_ps(dst + 32 * c + 8 * j, w[j]);
-  });
-}
-
-inline float HorizontalSum(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
-  const __m256 v = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+PDSERVE_INLINE float HorizontalSum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
 }
 
-// One output with the dot order above.
-float Dot(const float* w, const float* x, int64_t n) {
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+// A block format: kElems elements in kBytes bytes, decoded by kDecode into kElems / 8 vectors.
+template <int kElems, int kBytes, void (*kDecode)(const uint8_t*, __m256*)>
+struct Format {
+  static void Dequantize(const uint8_t* src, float* dst, int64_t n) {
+    for (int64_t b = 0; b < n / kElems; ++b) {
+      __m256 w[kElems / 8];
+      kDecode(src + b * kBytes, w);
+      for (int v = 0; v < kElems / 8; ++v) _mm256_storeu_ps(dst + b * kElems + 8 * v, w[v]);
+    }
+  }
+
+  // kRows rows at once, each with its own accumulator, so that decoding one row overlaps the
+  // multiply-add chain of another. Precondition: n % kElems == 0.
+  template <int kRows>
+  static void FusedRows(const uint8_t* w, size_t row_bytes, int64_t n, const float* x, float* y) {
+    __m256 acc[kRows];
+    for (int r = 0; r < kRows; ++r) acc[r] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / kElems; ++b) {
+      const float* xb = x + b * kElems;
+      // All rows' blocks first, then the multiply-adds interleaved across rows: a row's own
+      // chain (one accumulator) is latency-bound, kRows chains side by side are not.
+      __m256 wv[kRows][kElems / 8];
+      for (int r = 0; r < kRows; ++r) kDecode(w + r * row_bytes + b * kBytes, wv[r]);
+      for (int v = 0; v < kElems / 8; ++v) {
+        const __m256 xv = _mm256_loadu_ps(xb + 8 * v);
+#pragma GCC unroll 8
+        for (int r = 0; r < kRows; ++r) acc[r] = _mm256_fmadd_ps(wv[r][v], xv, acc[r]);
+      }
+    }
+    for (int r = 0; r < kRows; ++r) y[r] = HorizontalSum(acc[r]);
+  }
+
+  static void FusedRows(const uint8_t* w, size_t row_bytes, int64_t n_rows, int64_t n,
+                        const float* x, float* y) {
+    int64_t r = 0;
+    for (; r + 4 <= n_rows; r += 4) FusedRows<4>(w + r * row_bytes, row_bytes, n, x, y + r);
+    for (; r < n_rows; ++r) FusedRows<1>(w + r * row_bytes, row_bytes, n, x, y + r);
+  }
+};
+
+using F16Format = Format<8, 16, DecodeF16>;
+using Bf16Format = Format<8, 16, DecodeBf16>;
+using Q4_0Format = Format<32, 18, DecodeQ4_0>;
+using Q4_1Format = Format<32, 20, DecodeQ4_1>;
+using Q5_0Format = Format<32, 22, DecodeQ5_0>;
+using Q5_1Format = Format<32, 24, DecodeQ5_1>;
+using Q8_0Format = Format<32, 34, DecodeQ8_0>;
+using Q4_KFormat = Format<256, 144, DecodeQ4_K>;
+using Q5_KFormat = Format<256, 176, DecodeQ5_K>;
+using Q6_KFormat = Format<256, 210, DecodeQ6_K>;
+
+void Avx2Dequantize(TensorType type, const uint8_t* src, float* dst, int64_t n) {
+  switch (type) {
+    case TensorType::kF32:
+      std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+      return;
+    case TensorType::kF16:
+    case TensorType::kBF16: {
+      const bool bf16 = type == TensorType::kBF16;
+      const int64_t n_vector = n / 8 * 8;
+      if (bf16) {
+        Bf16Format::Dequantize(src, dst, n_vector);
+      } else {
+        F16Format::Dequantize(src, dst, n_vector);
+      }
+      for (int64_t i = n_vector; i < n; ++i) dst[i] = ScalarHalf(src + 2 * i, bf16);
+      return;
+    }
+    case TensorType::kQ4_0: return Q4_0Format::Dequantize(src, dst, n);
+    case TensorType::kQ4_1: return Q4_1Format::Dequantize(src, dst, n);
+    case TensorType::kQ5_0: return Q5_0Format::Dequantize(src, dst, n);
+    case TensorType::kQ5_1: return Q5_1Format::Dequantize(src, dst, n);
+    case TensorType::kQ8_0: return Q8_0Format::Dequantize(src, dst, n);
+    case TensorType::kQ4_K: return Q4_KFormat::Dequantize(src, dst, n);
+    case TensorType::kQ5_K: return Q5_KFormat::Dequantize(src, dst, n);
+    case TensorType::kQ6_K: return Q6_KFormat::Dequantize(src, dst, n);
+  }
+}
+
+bool Avx2FusedRows(TensorType type, const uint8_t* w, size_t row_bytes, int64_t n_rows, int64_t n,
+                   const float* x, float* y) {
+  switch (type) {
+    case TensorType::kF32:
+      return false;  // nothing to decode: dot_tile reads the rows directly
+    case TensorType::kF16:
+      if (n % 8 != 0) return false;
+      F16Format::FusedRows(w, row_bytes, n_rows, n, x, y);
+      return true;
+    case TensorType::kBF16:
+      if (n % 8 != 0) return false;
+      Bf16Format::FusedRows(w, row_bytes, n_rows, n, x, y);
+      return true;
+    case TensorType::kQ4_0: Q4_0Format::FusedRows(w, row_bytes, n_rows, n, x, y); return true;
+    case TensorType::kQ4_1: Q4_1Format::FusedRows(w, row_bytes, n_rows, n, x, y); return true;
+    case TensorType::kQ5_0: Q5_0Format::FusedRows(w, row_bytes, n_rows, n, x, y); return true;
+    case TensorType::kQ5_1: Q5_1Format::FusedRows(w, row_bytes, n_rows, n, x, y); return true;
+    case TensorType::kQ8_0: Q8_0Format::FusedRows(w, row_bytes, n_rows, n, x, y); return true;
+    case TensorType::kQ4_K: Q4_KFormat::FusedRows(w, row_bytes, n_rows, n, x, y); return true;
+    case TensorType::kQ5_K: Q5_KFormat::FusedRows(w, row_bytes, n_rows, n, x, y); return true;
+    case TensorType::kQ6_K: Q6_KFormat::FusedRows(w, row_bytes, n_rows, n, x, y); return true;
+  }
+  return false;
+}
+
+// kRows × kTokens outputs, each with the one dot order, sharing every load of w and of x.
+template <int kRows, int kTokens>
+void DotBlock(const float* w, int64_t w_stride, const float* x, int64_t x_stride, int64_t n,
+              float* y, int64_t y_stride) {
+  __m256 acc[kRows][kTokens];
+  for (int r = 0; r < kRows; ++r) {
+    for (int t = 0; t < kTokens; ++t) acc[r][t] = _mm256_setzero_ps();
+  }
   int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    for (int j = 0; j < 4; ++j) {
-      acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8 * j), _mm256_loadu_ps(x + i + 8 * j), acc[j]);
+  for (; i + 8 <= n; i += 8) {
+    __m256 wv[kRows];
+    for (int r = 0; r < kRows; ++r) wv[r] = _mm256_loadu_ps(w + r * w_stride + i);
+    for (int t = 0; t < kTokens; ++t) {
+      const __m256 xv = _mm256_loadu_ps(x + t * x_stride + i);
+      for (int r = 0; r < kRows; ++r) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
     }
   }
-  for (int j = 0; i + 8 <= n; i += 8, ++j) {
-    acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), acc[j]);
-  }
-  float tail = 0.0f;
-  for (; i < n; ++i) tail += w[i] * x[i];
-  return HorizontalSum(acc[0], acc[1], acc[2], acc[3]) + tail;
-}
-
-// Two outputs sharing each load of w, each in exactly Dot's order.
-void Dot2(const float* w, const float* x0, const float* x1, int64_t n, float* out0, float* out1) {
-  __m256 a[4], b[4];
-  for (int j = 0; j < 4; ++j) a[j] = b[j] = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    for (int j = 0; j < 4; ++j) {
-      const __m256 wv = _mm256_loadu_ps(w + i + 8 * j);
-      a[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x0 + i + 8 * j), a[j]);
-      b[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x1 + i + 8 * j), b[j]);
+  for (int r = 0; r < kRows; ++r) {
+    for (int t = 0; t < kTokens; ++t) {
+      float tail = 0.0f;
+      for (int64_t j = i; j < n; ++j) tail += w[r * w_stride + j] * x[t * x_stride + j];
+      y[t * y_stride + r] = HorizontalSum(acc[r][t]) + tail;
     }
   }
-  for (int j = 0; i + 8 <= n; i += 8, ++j) {
-    const __m256 wv = _mm256_loadu_ps(w + i);
-    a[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x0 + i), a[j]);
-    b[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x1 + i), b[j]);
-  }
-  float tail0 = 0.0f, tail1 = 0.0f;
-  for (; i < n; ++i) {
-    tail0 += w[i] * x0[i];
-    tail1 += w[i] * x1[i];
-  }
-  *out0 = HorizontalSum(a[0], a[1], a[2], a[3]) + tail0;
-  *out1 = HorizontalSum(b[0], b[1], b[2], b[3]) + tail1;
 }
 
-void Avx2DotMany(const float* w, int64_t n, const float* x, int64_t x_stride, int64_t n_x,
-                 float* out, int64_t out_stride) {
-  int64_t k = 0;
-  for (; k + 2 <= n_x; k += 2) {
-    Dot2(w, x + k * x_stride, x + (k + 1) * x_stride, n, out + k * out_stride,
-         out + (k + 1) * out_stride);
-  }
-  if (k < n_x) out[k * out_stride] = Dot(w, x + k * x_stride, n);
-}
+using DotBlockFn = void (*)(const float*, int64_t, const float*, int64_t, int64_t, float*, int64_t);
+constexpr int kBlockRows = 3;
+constexpr int kBlockTokens = 4;
+constexpr DotBlockFn kDotBlocks[kBlockRows][kBlockTokens] = {
+    {DotBlock<1, 1>, DotBlock<1, 2>, DotBlock<1, 3>, DotBlock<1, 4>},
+    {DotBlock<2, 1>, DotBlock<2, 2>, DotBlock<2, 3>, DotBlock<2, 4>},
+    {DotBlock<3, 1>, DotBlock<3, 2>, DotBlock<3, 3>, DotBlock<3, 4>},
+};
 
-bool Avx2FusedDot(TensorType type, const uint8_t* row, int64_t n, const float* x, float* out) {
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-  if (type == TensorType::kF16 || type == TensorType::kBF16) {
-    const bool bf16 = type == TensorType::kBF16;
-    int64_t i = 0;
-    for (int j = 0; i + 8 <= n; i += 8, j = (j + 1) & 3) {
-      const __m256 w = bf16 ? Bf16sToFloats(row + 2 * i) : HalvesToFloats(row + 2 * i);
-      acc[j] = _mm256_fmadd_ps(w, _mm256_loadu_ps(x + i), acc[j]);
+void Avx2DotTile(const float* w, int64_t w_stride, int64_t n_w, const float* x, int64_t x_stride,
+                 int64_t n_x, int64_t n, float* y, int64_t y_stride) {
+  for (int64_t k = 0; k < n_x; k += kBlockTokens) {
+    const int64_t n_tokens = n_x - k < kBlockTokens ? n_x - k : kBlockTokens;
+    for (int64_t r = 0; r < n_w; r += kBlockRows) {
+      const int64_t n_rows = n_w - r < kBlockRows ? n_w - r : kBlockRows;
+      kDotBlocks[n_rows - 1][n_tokens - 1](w + r * w_stride, w_stride, x + k * x_stride, x_stride, n,
+                                           y + k * y_stride + r, y_stride);
     }
-    float tail = 0.0f;
-    for (; i < n; ++i) tail += ScalarHalf(row + 2 * i, bf16) * x[i];
-    *out = HorizontalSum(acc[0], acc[1], acc[2], acc[3]) + tail;
-    return true;
   }
-  const bool fused = DecodeQuantized(type, row, n, [&acc, x](int64_t c, const __m256* w) {
-    for (int j = 0; j < 4; ++j) acc[j] = _mm256_fmadd_ps(w[j], _mm256_loadu_ps(x + 32 * c + 8 * j), acc[j]);
-  });
-  if (!fused) return false;
-  *out = HorizontalSum(acc[0], acc[1], acc[2], acc[3]);
-  return true;
 }
 
 }  // namespace
 
 const IsaKernels& Avx2Kernels() {
-  static constexpr IsaKernels kKernels = {Avx2Dequantize, Avx2DotMany, Avx2FusedDot};
+  static constexpr IsaKernels kKernels = {Avx2Dequantize, Avx2DotTile, Avx2FusedRows};
   return kKernels;
 }
 

@@ -16,15 +16,17 @@ struct IsaKernels {
   // dequantizers compute them (for finite f16 scales). n is a multiple of the type's block_elems.
   void (*dequantize)(TensorType type, const uint8_t* src, float* dst, int64_t n);
 
-  // out[k * out_stride] = Σ_i w[i] · x[k * x_stride + i] over i in [0, n), for k in [0, n_x).
-  // The accumulation order of each output depends only on n (the variant's one dot order), so
-  // the result for one x row is the same whatever n_x.
-  void (*dot_many)(const float* w, int64_t n, const float* x, int64_t x_stride, int64_t n_x,
-                   float* out, int64_t out_stride);
+  // y[k * y_stride + r] = dot(w + r * w_stride, x + k * x_stride) over n elements, for r in
+  // [0, n_w) and k in [0, n_x). `dot` is the variant's one summation order, which depends only
+  // on n: an output is the same whatever n_w and n_x (the register blocking) are.
+  void (*dot_tile)(const float* w, int64_t w_stride, int64_t n_w, const float* x,
+                   int64_t x_stride, int64_t n_x, int64_t n, float* y, int64_t y_stride);
 
-  // Writes dot_many(dequantize(row), n, x, ...) for one x row into *out without a buffer, bitwise
-  // equal to that two-step path; returns false (writing nothing) for types it does not fuse.
-  bool (*fused_dot)(TensorType type, const uint8_t* row, int64_t n, const float* x, float* out);
+  // For one x row: y[r] = dot(dequantize(w + r * row_bytes), x) for r in [0, n_rows), without
+  // a buffer and bitwise equal to that two-step path. Returns false, writing nothing, for a type
+  // or size it does not fuse.
+  bool (*fused_rows)(TensorType type, const uint8_t* w, size_t row_bytes, int64_t n_rows,
+                     int64_t n, const float* x, float* y);
 };
 
 const IsaKernels& ScalarKernels();

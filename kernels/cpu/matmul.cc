@@ -31,35 +31,29 @@ void MatMulRows(const WeightMatrix& w, const float* x, int64_t n_tokens, float* 
                 int64_t row_begin, int64_t row_end, const internal::IsaKernels& kernels) {
   const int64_t cols = w.cols;
   const bool is_f32 = w.type == TensorType::kF32;
-  if (n_tokens == 1) {
-    float* row_f32 = is_f32 ? nullptr : Scratch(static_cast<size_t>(cols));
-    for (int64_t r = row_begin; r < row_end; ++r) {
-      const uint8_t* row = RowAt(w, r);
-      if (kernels.fused_dot(w.type, row, cols, x, &y[r])) continue;
-      const float* weights = reinterpret_cast<const float*>(row);
-      if (!is_f32) {
-        kernels.dequantize(w.type, row, row_f32, cols);
-        weights = row_f32;
-      }
-      kernels.dot_many(weights, cols, x, cols, 1, &y[r], w.rows);
-    }
+  if (n_tokens == 1 && kernels.fused_rows(w.type, RowAt(w, row_begin), w.row_bytes,
+                                          row_end - row_begin, cols, x, y + row_begin)) {
     return;
   }
   const int64_t tile_rows = std::max<int64_t>(1, kTileFloats / cols);
   const int64_t tile_tokens = std::clamp<int64_t>(kTokenTileFloats / cols, 1, n_tokens);
   float* tile = is_f32 ? nullptr : Scratch(static_cast<size_t>(tile_rows * cols));
+  const int64_t f32_stride = static_cast<int64_t>(w.row_bytes / sizeof(float));
   for (int64_t r0 = row_begin; r0 < row_end; r0 += tile_rows) {
     const int64_t r1 = std::min(row_end, r0 + tile_rows);
+    const float* weights = reinterpret_cast<const float*>(RowAt(w, r0));
+    int64_t w_stride = f32_stride;
     if (!is_f32) {
-      for (int64_t r = r0; r < r1; ++r) kernels.dequantize(w.type, RowAt(w, r), tile + (r - r0) * cols, cols);
+      for (int64_t r = r0; r < r1; ++r) {
+        kernels.dequantize(w.type, RowAt(w, r), tile + (r - r0) * cols, cols);
+      }
+      weights = tile;
+      w_stride = cols;
     }
     for (int64_t t0 = 0; t0 < n_tokens; t0 += tile_tokens) {
       const int64_t nt = std::min(tile_tokens, n_tokens - t0);
-      for (int64_t r = r0; r < r1; ++r) {
-        const float* weights =
-            is_f32 ? reinterpret_cast<const float*>(RowAt(w, r)) : tile + (r - r0) * cols;
-        kernels.dot_many(weights, cols, x + t0 * cols, cols, nt, y + t0 * w.rows + r, w.rows);
-      }
+      kernels.dot_tile(weights, w_stride, r1 - r0, x + t0 * cols, cols, nt, cols,
+                       y + t0 * w.rows + r0, w.rows);
     }
   }
 }

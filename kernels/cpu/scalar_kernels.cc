@@ -193,17 +193,21 @@ float ScalarDot(const float* w, const float* x, int64_t n) {
   return ((sums[0] + sums[1]) + (sums[2] + sums[3])) + ((sums[4] + sums[5]) + (sums[6] + sums[7]));
 }
 
-void ScalarDotMany(const float* w, int64_t n, const float* x, int64_t x_stride, int64_t n_x,
-                   float* out, int64_t out_stride) {
-  for (int64_t k = 0; k < n_x; ++k) out[k * out_stride] = ScalarDot(w, x + k * x_stride, n);
+void ScalarDotTile(const float* w, int64_t w_stride, int64_t n_w, const float* x,
+                   int64_t x_stride, int64_t n_x, int64_t n, float* y, int64_t y_stride) {
+  for (int64_t k = 0; k < n_x; ++k) {
+    for (int64_t r = 0; r < n_w; ++r) y[k * y_stride + r] = ScalarDot(w + r * w_stride, x + k * x_stride, n);
+  }
 }
 
-bool ScalarFusedDot(TensorType, const uint8_t*, int64_t, const float*, float*) { return false; }
+bool ScalarFusedRows(TensorType, const uint8_t*, size_t, int64_t, int64_t, const float*, float*) {
+  return false;
+}
 
 }  // namespace
 
 const IsaKernels& ScalarKernels() {
-  static constexpr IsaKernels kKernels = {ScalarDequantize, ScalarDotMany, ScalarFusedDot};
+  static constexpr IsaKernels kKernels = {ScalarDequantize, ScalarDotTile, ScalarFusedRows};
   return kKernels;
 }
 

@@ -9,6 +9,25 @@
 
 #include "kernels/cuda/status.h"
 
+#if defined(PDSERVE_CUDA_HOST_EMULATION)
+#include "kernels/cuda/host_emulation.h"
+#endif
+
+// PDSERVE_LAUNCH(grid, block, smem_bytes, stream, kernel)(args...) is
+// kernel<<<grid, block, smem_bytes, stream>>>(args...), or its host emulation in emulation builds
+// (kernels/cuda/host_emulation.h). The kernel comes last so that template arguments with commas
+// pass through the preprocessor.
+#if defined(PDSERVE_CUDA_HOST_EMULATION)
+#define PDSERVE_LAUNCH(grid, block, smem, stream, ...) \
+  ::pdserve::kernels::gpu::emu::Launcher(__VA_ARGS__, grid, block, smem, stream)
+#define PDSERVE_DYNAMIC_SMEM(name) \
+  unsigned char* name = ::pdserve::kernels::gpu::emu::DynamicSharedMemory()
+#else
+#define PDSERVE_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
+// The block's dynamic shared memory as `unsigned char name[]`, 16-byte aligned.
+#define PDSERVE_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
+#endif
+
 namespace pdserve::kernels::gpu::detail {
 
 __device__ __forceinline__ float ToFloat(float x) { return x; }

@@ -168,12 +168,12 @@ cudaError_t Dequantize(TensorType type, const void* src, int64_t n, ActDtype out
   switch (out_dtype) {
     case ActDtype::kF32:
       PDSERVE_GPU_REQUIRE(detail::Aligned(dst, 4), "dequantize: f32 destination not aligned");
-      DequantizeKernel<float><<<grid, kThreads, 0, stream>>>(type, g, bytes, n,
-                                                             static_cast<float*>(dst));
+      PDSERVE_LAUNCH(grid, kThreads, 0, stream, DequantizeKernel<float>)(
+          type, g, bytes, n, static_cast<float*>(dst));
       break;
     case ActDtype::kBF16:
       PDSERVE_GPU_REQUIRE(detail::Aligned(dst, 2), "dequantize: bf16 destination not aligned");
-      DequantizeKernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(
+      PDSERVE_LAUNCH(grid, kThreads, 0, stream, DequantizeKernel<__nv_bfloat16>)(
           type, g, bytes, n, static_cast<__nv_bfloat16*>(dst));
       break;
     default:
@@ -201,11 +201,11 @@ cudaError_t EmbeddingLookup(TensorType type, const void* table, int64_t vocab, i
   const dim3 grid(detail::GridFor(dim, kThreads, 64), static_cast<unsigned>(n_tokens));
   switch (out_dtype) {
     case ActDtype::kF32:
-      EmbeddingKernel<float><<<grid, kThreads, 0, stream>>>(
+      PDSERVE_LAUNCH(grid, kThreads, 0, stream, EmbeddingKernel<float>)(
           type, g, bytes, vocab, dim, row_bytes, token_ids, static_cast<float*>(out));
       break;
     case ActDtype::kBF16:
-      EmbeddingKernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(
+      PDSERVE_LAUNCH(grid, kThreads, 0, stream, EmbeddingKernel<__nv_bfloat16>)(
           type, g, bytes, vocab, dim, row_bytes, token_ids, static_cast<__nv_bfloat16*>(out));
       break;
     default:

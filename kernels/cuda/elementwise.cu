@@ -32,7 +32,7 @@ template <typename InT, typename OutT>
 void LaunchRmsNorm(const void* x, const float* weight, int64_t n_rows, int64_t dim, float eps,
                    void* out, cudaStream_t stream) {
   const int threads = dim >= 1024 ? 512 : (dim >= 256 ? 256 : 128);
-  RmsNormKernel<InT, OutT><<<static_cast<unsigned>(n_rows), threads, 0, stream>>>(
+  PDSERVE_LAUNCH(static_cast<unsigned>(n_rows), threads, 0, stream, RmsNormKernel<InT, OutT>)(
       static_cast<const InT*>(x), weight, dim, eps, static_cast<OutT*>(out));
 }
 
@@ -129,11 +129,11 @@ cudaError_t RopeInterleaved(void* x, ActDtype dtype, int64_t n_rows, int64_t row
   const unsigned grid = detail::GridFor(n_pairs, kThreads);
   const double log_base = log(static_cast<double>(base));
   if (dtype == ActDtype::kF32) {
-    RopeKernel<float><<<grid, kThreads, 0, stream>>>(static_cast<float*>(x), n_rows, row_stride,
-                                                     n_heads, head_dim, rotary_dim, positions,
-                                                     log_base);
+    PDSERVE_LAUNCH(grid, kThreads, 0, stream, RopeKernel<float>)(
+        static_cast<float*>(x), n_rows, row_stride, n_heads, head_dim, rotary_dim, positions,
+        log_base);
   } else {
-    RopeKernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(
+    PDSERVE_LAUNCH(grid, kThreads, 0, stream, RopeKernel<__nv_bfloat16>)(
         static_cast<__nv_bfloat16*>(x), n_rows, row_stride, n_heads, head_dim, rotary_dim,
         positions, log_base);
   }
@@ -152,11 +152,11 @@ cudaError_t SwiGlu(const void* gate, const void* up, int64_t in_row_stride, int6
   constexpr int kThreads = 256;
   const unsigned grid = detail::GridFor(n_rows * n_cols, kThreads);
   if (dtype == ActDtype::kF32) {
-    SwiGluKernel<float><<<grid, kThreads, 0, stream>>>(
+    PDSERVE_LAUNCH(grid, kThreads, 0, stream, SwiGluKernel<float>)(
         static_cast<const float*>(gate), static_cast<const float*>(up), in_row_stride, n_rows,
         n_cols, static_cast<float*>(out), out_row_stride);
   } else {
-    SwiGluKernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(
+    PDSERVE_LAUNCH(grid, kThreads, 0, stream, SwiGluKernel<__nv_bfloat16>)(
         static_cast<const __nv_bfloat16*>(gate), static_cast<const __nv_bfloat16*>(up),
         in_row_stride, n_rows, n_cols, static_cast<__nv_bfloat16*>(out), out_row_stride);
   }
@@ -174,17 +174,22 @@ cudaError_t AddInPlace(void* x, ActDtype x_dtype, const void* y, ActDtype y_dtyp
   const unsigned grid = detail::GridFor(n, kThreads);
   const bool xb = x_dtype == ActDtype::kBF16;
   const bool yb = y_dtype == ActDtype::kBF16;
-  if (!xb && !yb)
-    AddKernel<<<grid, kThreads, 0, stream>>>(static_cast<float*>(x), static_cast<const float*>(y), n);
-  if (!xb && yb)
-    AddKernel<<<grid, kThreads, 0, stream>>>(static_cast<float*>(x),
-                                             static_cast<const __nv_bfloat16*>(y), n);
-  if (xb && !yb)
-    AddKernel<<<grid, kThreads, 0, stream>>>(static_cast<__nv_bfloat16*>(x),
-                                             static_cast<const float*>(y), n);
-  if (xb && yb)
-    AddKernel<<<grid, kThreads, 0, stream>>>(static_cast<__nv_bfloat16*>(x),
-                                             static_cast<const __nv_bfloat16*>(y), n);
+  if (!xb && !yb) {
+    PDSERVE_LAUNCH(grid, kThreads, 0, stream, AddKernel<float, float>)(
+        static_cast<float*>(x), static_cast<const float*>(y), n);
+  }
+  if (!xb && yb) {
+    PDSERVE_LAUNCH(grid, kThreads, 0, stream, AddKernel<float, __nv_bfloat16>)(
+        static_cast<float*>(x), static_cast<const __nv_bfloat16*>(y), n);
+  }
+  if (xb && !yb) {
+    PDSERVE_LAUNCH(grid, kThreads, 0, stream, AddKernel<__nv_bfloat16, float>)(
+        static_cast<__nv_bfloat16*>(x), static_cast<const float*>(y), n);
+  }
+  if (xb && yb) {
+    PDSERVE_LAUNCH(grid, kThreads, 0, stream, AddKernel<__nv_bfloat16, __nv_bfloat16>)(
+        static_cast<__nv_bfloat16*>(x), static_cast<const __nv_bfloat16*>(y), n);
+  }
   return detail::LaunchStatus();
 }
 

@@ -19,6 +19,13 @@ cudaError_t GemmBf16(cublasHandle_t handle, const __nv_bfloat16* x, int64_t n_to
   if (cublasSetStream(handle, stream) != CUBLAS_STATUS_SUCCESS) {
     return detail::ArgumentError("gemm_bf16: cublasSetStream failed");
   }
+  // Split-K partial sums stay in f32: by default cuBLAS may reduce them in the output type (bf16).
+  if (cublasSetMathMode(handle, static_cast<cublasMath_t>(
+                                    CUBLAS_DEFAULT_MATH |
+                                    CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)) !=
+      CUBLAS_STATUS_SUCCESS) {
+    return detail::ArgumentError("gemm_bf16: cublasSetMathMode failed");
+  }
   // Column-major view: w is (cols, rows), x is (cols, n_tokens), y is (rows, n_tokens):
   // y = op(w)ᵀ · x with op = transpose.
   const float alpha = 1.0f;

@@ -14,7 +14,9 @@ namespace pdserve::kernels::gpu {
 
 // y (n_tokens, rows) = x (n_tokens, cols) · wᵀ, with w row-major (rows, cols) as GGUF stores a
 // weight (out_features, in_features), x and y row-major and contiguous. y is bf16 (rounded once
-// from the f32 accumulator) or f32 (logits). The handle is bound to `stream` for the call; one
+// from the f32 accumulator) or f32 (logits); split-K partial sums are kept in f32 (the call sets
+// the handle's math mode to disallow reduced-precision reductions). The handle is bound to
+// `stream` for the call; one
 // handle must not be used by two threads at once. cuBLAS failures come back as
 // cudaErrorInvalidValue (invalid value / not supported, LastArgumentError() names it) or
 // cudaErrorLaunchFailure (execution failed) or cudaErrorUnknown.

@@ -41,15 +41,15 @@ void LaunchStoreKv(const void* k, const void* v, int64_t k_stride, int64_t v_str
   const auto* vv = static_cast<const InT*>(v);
   switch (kv.dtype) {
     case KvDtype::kF32:
-      StoreKvKernel<InT, float><<<n_tokens, threads, 0, stream>>>(kk, vv, k_stride, v_stride,
-                                                                  slots, kv);
+      PDSERVE_LAUNCH(n_tokens, threads, 0, stream, StoreKvKernel<InT, float>)(
+          kk, vv, k_stride, v_stride, slots, kv);
       break;
     case KvDtype::kF16:
-      StoreKvKernel<InT, __half><<<n_tokens, threads, 0, stream>>>(kk, vv, k_stride, v_stride,
-                                                                   slots, kv);
+      PDSERVE_LAUNCH(n_tokens, threads, 0, stream, StoreKvKernel<InT, __half>)(
+          kk, vv, k_stride, v_stride, slots, kv);
       break;
     case KvDtype::kBF16:
-      StoreKvKernel<InT, __nv_bfloat16><<<n_tokens, threads, 0, stream>>>(
+      PDSERVE_LAUNCH(n_tokens, threads, 0, stream, StoreKvKernel<InT, __nv_bfloat16>)(
           kk, vv, k_stride, v_stride, slots, kv);
       break;
   }
@@ -93,11 +93,11 @@ cudaError_t CopyBlocks(const uint8_t* src, uint8_t* dst, int64_t n_pool_blocks, 
   const unsigned chunks = detail::GridFor(static_cast<int64_t>(n_vec), kThreads, 32);
   const dim3 grid(chunks, static_cast<unsigned>(n_ids));
   if (vec16) {
-    CopyBlocksKernel<16, kGather><<<grid, kThreads, 0, stream>>>(src, dst, n_pool_blocks,
-                                                                 block_bytes, block_ids);
+    PDSERVE_LAUNCH(grid, kThreads, 0, stream, CopyBlocksKernel<16, kGather>)(
+        src, dst, n_pool_blocks, block_bytes, block_ids);
   } else {
-    CopyBlocksKernel<1, kGather><<<grid, kThreads, 0, stream>>>(src, dst, n_pool_blocks,
-                                                                block_bytes, block_ids);
+    PDSERVE_LAUNCH(grid, kThreads, 0, stream, CopyBlocksKernel<1, kGather>)(
+        src, dst, n_pool_blocks, block_bytes, block_ids);
   }
   return detail::LaunchStatus();
 }

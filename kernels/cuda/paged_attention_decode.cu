@@ -66,7 +66,7 @@ __host__ __device__ inline int MaxIds(int split_tokens, int block_size) {
 
 template <typename KvT, int G>
 __global__ void __launch_bounds__(kThreads) DecodeSplitKernel(DecodeParams p) {
-  extern __shared__ __align__(16) unsigned char smem[];
+  PDSERVE_DYNAMIC_SMEM(smem);
   const int seq = blockIdx.z;
   const int kvh = blockIdx.y / p.n_head_chunks;
   const int chunk = blockIdx.y - kvh * p.n_head_chunks;
@@ -315,7 +315,7 @@ cudaError_t LaunchSplit(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
                                            static_cast<int>(smem));
     if (err != cudaSuccess) return err;
   }
-  DecodeSplitKernel<KvT, G><<<grid, kThreads, smem, stream>>>(p);
+  PDSERVE_LAUNCH(grid, kThreads, smem, stream, DecodeSplitKernel<KvT, G>)(p);
   return detail::LaunchStatus();
 }
 
@@ -442,9 +442,9 @@ cudaError_t PagedAttentionDecode(const __nv_bfloat16* q, int64_t q_row_stride,
   }
   if (err != cudaSuccess || plan.n_splits == 1) return err;
   const int threads = std::min(256, (kv.head_dim + 31) / 32 * 32);
-  DecodeCombineKernel<<<dim3(static_cast<unsigned>(shape.n_heads),
-                             static_cast<unsigned>(shape.n_seqs)),
-                        threads, 0, stream>>>(p);
+  const dim3 combine_grid(static_cast<unsigned>(shape.n_heads),
+                          static_cast<unsigned>(shape.n_seqs));
+  PDSERVE_LAUNCH(combine_grid, threads, 0, stream, DecodeCombineKernel)(p);
   return detail::LaunchStatus();
 }
 

@@ -49,7 +49,7 @@ size_t PrefillSmemBytes(int head_dim) {
 
 template <typename KvT>
 __global__ void __launch_bounds__(kThreads) PrefillKernel(PrefillParams p) {
-  extern __shared__ __align__(16) unsigned char smem[];
+  PDSERVE_DYNAMIC_SMEM(smem);
   const int hd = p.kv.head_dim;
   const int kvh = blockIdx.y;
   const int g = p.group;
@@ -195,7 +195,7 @@ cudaError_t LaunchPrefill(const PrefillParams& p, dim3 grid, cudaStream_t stream
         PrefillKernel<KvT>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (err != cudaSuccess) return err;
   }
-  PrefillKernel<KvT><<<grid, kThreads, smem, stream>>>(p);
+  PDSERVE_LAUNCH(grid, kThreads, smem, stream, PrefillKernel<KvT>)(p);
   return detail::LaunchStatus();
 }
 

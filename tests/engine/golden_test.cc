@@ -36,7 +36,7 @@ TEST_P(GoldenTest, GreedyOutputMatchesReference) {
     request.max_new_tokens = golden.max_new_tokens;
     std::string streamed;
     absl::StatusOr<GenerationResult> result =
-        Generate(*engine, request, [&](absl::string_view text) { streamed.append(text); });
+        Generate(*engine, request, [&](absl::string_view text) { streamed.append(text.data(), text.size()); });
     ASSERT_TRUE(result.ok()) << result.status();
     EXPECT_EQ(result->output_ids, golden.output_ids);
     EXPECT_EQ(result->finish, golden.finish == "bos" ? FinishReason::kEndOfGeneration

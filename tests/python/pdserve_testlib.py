@@ -122,8 +122,8 @@ def run_logits(out_dir, model, *, ids=None, prompt=None, chat_user=None, tokeniz
         args += ["--ids", ",".join(str(int(i)) for i in ids)]
     elif prompt is not None:
         args += ["--prompt", prompt]
-    else:
-        args += ["--chat-user", chat_user]
+    else:  # the text as the user's message in the model's chat template, generation prompt added
+        args += ["--prompt", chat_user, "--chat"]
     if kernels is not None:
         args += ["--kernels", kernels]
     if threads is not None:

@@ -1,7 +1,7 @@
 """pdserve-logits on SmolLM2-135M-Instruct (Q4_1, tied Q8_0 embedding, byte-level BPE) against
 Hugging Face's tokenizer and the numpy reference.
 
-For each prompt our tool tokenizes the text itself (--prompt, or --chat-user for the chat form);
+For each prompt our tool tokenizes the text itself (--prompt, with --chat for the chat form);
 its ids must equal what a Hugging Face user gets from the same GGUF file:
 AutoTokenizer.from_pretrained(folder, gguf_file=name), then encode(text) for plain text, and
 encode(apply_chat_template([user], add_generation_prompt=True, tokenize=False)) for chat. For

@@ -1,0 +1,108 @@
+#pragma once
+// Host emulation of the CUDA execution model, so that the kernels of kernels/cuda can run, and be
+// tested, on a machine with no GPU: builds that define PDSERVE_CUDA_HOST_EMULATION compile the
+// .cu files as plain C++ (tests/cuda/emulation), and cuda_util.cuh includes this header.
+//
+// A launch runs its thread blocks one after another on the calling thread. The threads of a
+// block are cooperative user-space threads (ucontext) that switch only at __syncthreads() and at
+// warp shuffles, so block-wide barriers, shared memory and shuffles behave as on the device,
+// deterministically. It models semantics, not speed, and finds no races (every thread sees the
+// others' writes in program order); compute-sanitizer on a GPU covers those. A barrier that some
+// threads never reach aborts with a message.
+//
+// Not for production builds: nvcc never sees this header.
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+namespace pdserve::kernels::gpu::emu {
+
+// The running thread's coordinates (set by the scheduler at every switch).
+extern uint3 g_thread_idx;
+extern uint3 g_block_idx;
+extern dim3 g_block_dim;
+extern dim3 g_grid_dim;
+
+void SyncThreads();
+uint32_t ShuffleBits(uint32_t bits, int src_lane_or_mask, bool xor_mode);
+unsigned char* DynamicSharedMemory();
+
+// Runs `body` as every thread of every block of the grid, with `smem_bytes` of dynamic shared
+// memory per block.
+void RunGrid(dim3 grid, dim3 block, size_t smem_bytes, const std::function<void()>& body);
+
+template <typename... P>
+struct LaunchConfig {
+  void (*kernel)(P...);
+  dim3 grid;
+  dim3 block;
+  size_t smem;
+  template <typename... A>
+  void operator()(A&&... args) const {
+    // Parameters are copied, as a kernel launch copies them.
+    std::tuple<std::decay_t<P>...> params(std::forward<A>(args)...);
+    RunGrid(grid, block, smem, [&] { std::apply(kernel, params); });
+  }
+};
+
+template <typename... P>
+LaunchConfig<P...> Launcher(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem,
+                            cudaStream_t /*stream*/) {
+  return LaunchConfig<P...>{kernel, grid, block, smem};
+}
+
+template <typename T>
+T Shuffle(T v, int lane, bool xor_mode) {
+  static_assert(sizeof(T) == 4, "emulated shuffles move 4-byte values");
+  uint32_t bits;
+  std::memcpy(&bits, &v, 4);
+  bits = ShuffleBits(bits, lane, xor_mode);
+  std::memcpy(&v, &bits, 4);
+  return v;
+}
+
+}  // namespace pdserve::kernels::gpu::emu
+
+#define threadIdx (::pdserve::kernels::gpu::emu::g_thread_idx)
+#define blockIdx (::pdserve::kernels::gpu::emu::g_block_idx)
+#define blockDim (::pdserve::kernels::gpu::emu::g_block_dim)
+#define gridDim (::pdserve::kernels::gpu::emu::g_grid_dim)
+
+inline void __syncthreads() { ::pdserve::kernels::gpu::emu::SyncThreads(); }
+template <typename T>
+inline T __shfl_xor_sync(unsigned /*mask*/, T v, int lane_mask) {
+  return ::pdserve::kernels::gpu::emu::Shuffle(v, lane_mask, true);
+}
+template <typename T>
+inline T __shfl_sync(unsigned /*mask*/, T v, int src_lane) {
+  return ::pdserve::kernels::gpu::emu::Shuffle(v, src_lane, false);
+}
+inline uint4 __ldg(const uint4* p) { return *p; }
+inline float __uint_as_float(unsigned int u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline unsigned int __float_as_uint(float f) {
+  unsigned int u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+// Host float arithmetic rounds to nearest and, in ISO C++ mode, is not contracted into FMAs.
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+// The device's overloaded min/max, for same-typed arguments.
+template <typename T>
+inline T min(T a, T b) { return b < a ? b : a; }
+template <typename T>
+inline T max(T a, T b) { return a < b ? b : a; }

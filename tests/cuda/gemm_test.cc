@@ -1,0 +1,94 @@
+// kernels/cuda/gemm.h (cuBLAS, bf16 in, f32 accumulation) against a double reference.
+// Tolerance per element: 1e-4 · Σ_k |x_k w_k| (f32 accumulation over up to ~1600 terms) plus,
+// for bf16 output, (2^-8 + 3e-5) · |want|.
+
+#include "kernels/cuda/gemm.h"
+
+#include <cmath>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/cuda/cuda_test_util.h"
+
+namespace pdserve::kernels::gpu {
+namespace {
+
+using testing::DeviceBuffer;
+using testing::Rng;
+
+class GemmTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(cublasCreate(&handle_), CUBLAS_STATUS_SUCCESS) << "cublasCreate failed";
+  }
+  void TearDown() override {
+    if (handle_ != nullptr) cublasDestroy(handle_);
+  }
+  cublasHandle_t handle_ = nullptr;
+};
+
+TEST_F(GemmTest, MatchesReferenceOnOddShapes) {
+  Rng rng(5);
+  const struct {
+    int64_t n_tokens, rows, cols;
+  } shapes[] = {{1, 37, 64}, {7, 129, 200}, {32, 576, 576}, {33, 1000, 1536}, {5, 3, 8},
+                {1, 49152, 576}};
+  for (const auto& s : shapes) {
+    const std::vector<uint16_t> x = rng.Bf16Vector(s.n_tokens * s.cols, -1.f, 1.f);
+    const std::vector<uint16_t> w = rng.Bf16Vector(s.rows * s.cols, -0.1f, 0.1f);
+    const std::vector<float> xf = testing::Bf16ToFloat(x);
+    const std::vector<float> wf = testing::Bf16ToFloat(w);
+    std::vector<double> want(s.n_tokens * s.rows);
+    std::vector<double> mag(s.n_tokens * s.rows);
+    for (int64_t t = 0; t < s.n_tokens; ++t) {
+      for (int64_t r = 0; r < s.rows; ++r) {
+        double acc = 0;
+        double abs_acc = 0;
+        for (int64_t k = 0; k < s.cols; ++k) {
+          const double p = double(xf[t * s.cols + k]) * wf[r * s.cols + k];
+          acc += p;
+          abs_acc += std::fabs(p);
+        }
+        want[t * s.rows + r] = acc;
+        mag[t * s.rows + r] = abs_acc;
+      }
+    }
+    DeviceBuffer<uint16_t> d_x(x);
+    DeviceBuffer<uint16_t> d_w(w);
+    DeviceBuffer<float> d_y32(s.n_tokens * s.rows);
+    DeviceBuffer<uint16_t> d_y16(s.n_tokens * s.rows);
+    const auto* xp = reinterpret_cast<const __nv_bfloat16*>(d_x.get());
+    const auto* wp = reinterpret_cast<const __nv_bfloat16*>(d_w.get());
+    EXPECT_LAUNCH_OK(GemmBf16(handle_, xp, s.n_tokens, wp, s.rows, s.cols, d_y32.get(),
+                              ActDtype::kF32, nullptr));
+    EXPECT_LAUNCH_OK(GemmBf16(handle_, xp, s.n_tokens, wp, s.rows, s.cols, d_y16.get(),
+                              ActDtype::kBF16, nullptr));
+    const std::vector<float> y32 = d_y32.Download();
+    const std::vector<uint16_t> y16 = d_y16.Download();
+    int n_bad = 0;
+    for (size_t i = 0; i < want.size() && n_bad < 5; ++i) {
+      const double bound32 = 1e-4 * mag[i] + 1e-7;
+      const double bound16 = bound32 + testing::kBf16Rtol * std::fabs(want[i]);
+      const double got16 = testing::Bf16ToFloat(y16[i]);
+      if (!(std::fabs(y32[i] - want[i]) <= bound32) || !(std::fabs(got16 - want[i]) <= bound16)) {
+        ADD_FAILURE() << "(" << s.n_tokens << ", " << s.rows << ", " << s.cols << ") element "
+                      << i << ": f32 " << y32[i] << ", bf16 " << got16 << ", want " << want[i]
+                      << " (bounds " << bound32 << ", " << bound16 << ")";
+        ++n_bad;
+      }
+    }
+  }
+}
+
+TEST_F(GemmTest, RejectsBadInputWithoutLaunching) {
+  DeviceBuffer<uint16_t> buf(64);
+  const auto* p = reinterpret_cast<const __nv_bfloat16*>(buf.get());
+  EXPECT_REJECTED(GemmBf16(nullptr, p, 1, p, 8, 8, buf.get(), ActDtype::kF32, nullptr));
+  EXPECT_REJECTED(GemmBf16(handle_, p, 1, p, 0, 8, buf.get(), ActDtype::kF32, nullptr));
+  EXPECT_REJECTED(GemmBf16(handle_, nullptr, 1, p, 8, 8, buf.get(), ActDtype::kF32, nullptr));
+  EXPECT_EQ(GemmBf16(handle_, p, 0, p, 8, 8, buf.get(), ActDtype::kF32, nullptr), cudaSuccess);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+}
+
+}  // namespace
+}  // namespace pdserve::kernels::gpu
