@@ -4,6 +4,8 @@
 #include "absl/strings/str_format.h"
 #include "common/gguf/gguf_file.h"
 #include "common/kv/kv_layout.h"
+#include "common/model/gguf_llama_loader.h"
+#include "common/model/llama2c_loader.h"
 #include "common/model/load_model.h"
 
 namespace pdserve::engine {
@@ -20,38 +22,41 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const EngineOptions& option
   std::unique_ptr<Engine> engine(new Engine());
   engine->options_ = options;
 
-  absl::StatusOr<model::ModelWeights> weights = model::LoadModel(options.model_path);
-  if (!weights.ok()) return weights.status();
-  engine->weights_ = *std::move(weights);
-  const model::ModelConfig& config = engine->weights_.config;
-
   absl::StatusOr<model::ModelFormat> format = model::SniffModelFormat(options.model_path);
   if (!format.ok()) return format.status();
   if (*format == model::ModelFormat::kGguf) {
-    absl::StatusOr<std::unique_ptr<gguf::GgufFile>> file = gguf::GgufFile::Open(options.model_path);
-    if (!file.ok()) return file.status();
-    absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
-        tokenizer::LoadGgufTokenizer(**file);
+    // One mapping of the file serves the weights and the tokenizer.
+    absl::StatusOr<std::unique_ptr<gguf::GgufFile>> opened = gguf::GgufFile::Open(options.model_path);
+    if (!opened.ok()) return opened.status();
+    std::shared_ptr<const gguf::GgufFile> file = *std::move(opened);
+    absl::StatusOr<model::ModelWeights> weights = model::LoadGgufLlama(file);
+    if (!weights.ok()) return weights.status();
+    engine->weights_ = *std::move(weights);
+    absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok = tokenizer::LoadGgufTokenizer(*file);
     if (!tok.ok()) return tok.status();
     engine->tokenizer_ = *std::move(tok);
-    absl::StatusOr<std::string> source = (*file)->GetString("tokenizer.chat_template");
+    absl::StatusOr<std::string> source = file->GetString("tokenizer.chat_template");
     engine->chat_template_ =
         source.ok() ? tokenizer::ChatTemplate::FromSource(*source)
                     : absl::StatusOr<tokenizer::ChatTemplate>(absl::FailedPreconditionError(
                           absl::StrCat(options.model_path, " has no chat template")));
   } else {
+    absl::StatusOr<model::ModelWeights> weights = model::LoadLlama2c(options.model_path);
+    if (!weights.ok()) return weights.status();
+    engine->weights_ = *std::move(weights);
     if (options.tokenizer_path.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat(options.model_path,
                        " is a llama2.c checkpoint: it needs a tokenizer file (--tokenizer)"));
     }
     absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok =
-        tokenizer::LoadLlama2cTokenizer(options.tokenizer_path, config.vocab_size);
+        tokenizer::LoadLlama2cTokenizer(options.tokenizer_path, engine->weights_.config.vocab_size);
     if (!tok.ok()) return tok.status();
     engine->tokenizer_ = *std::move(tok);
     engine->chat_template_ = absl::FailedPreconditionError(
         "llama2.c checkpoints have no chat template: use a plain prompt");
   }
+  const model::ModelConfig& config = engine->weights_.config;
   if (engine->tokenizer_->vocab_size() != config.vocab_size) {
     return absl::InvalidArgumentError(
         absl::StrCat("tokenizer has ", engine->tokenizer_->vocab_size(),

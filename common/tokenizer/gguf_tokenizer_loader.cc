@@ -131,7 +131,10 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadGgufSentencePiece(const gguf::Ggu
   absl::StatusOr<std::vector<int32_t>> end_ids = GgufEndOfGenerationIds(file, *vocab, 2 < n ? 2 : -1);
   for (const absl::Status& status :
        {bos.status(), unk.status(), add_bos.status(), add_space.status(), end_ids.status()}) {
-    if (!status.ok()) return status;
+    if (!status.ok()) {
+      return absl::Status(status.code(),
+                          absl::StrCat(file.display_name(), ": ", status.message()));
+    }
   }
   config.bos_id = *bos;
   config.unk_id = *unk;
@@ -140,7 +143,10 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadGgufSentencePiece(const gguf::Ggu
   config.end_of_generation_ids = *std::move(end_ids);
   absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> tokenizer =
       SentencePieceTokenizer::Create(*std::move(vocab), std::move(config));
-  if (!tokenizer.ok()) return tokenizer.status();
+  if (!tokenizer.ok()) {
+    return absl::Status(tokenizer.status().code(),
+                        absl::StrCat(file.display_name(), ": ", tokenizer.status().message()));
+  }
   return std::unique_ptr<Tokenizer>(*std::move(tokenizer));
 }
 
@@ -153,7 +159,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadGgufBpe(const gguf::GgufFile& fil
                                         : file.GetString("tokenizer.ggml.pre");
   absl::StatusOr<const gguf::ArrayValue*> merges = file.GetArray("tokenizer.ggml.merges");
   absl::StatusOr<int32_t> bos = OptionalTokenId(file, "tokenizer.ggml.bos_token_id", -1, n);
-  // Byte-level BPE models do not ask for BOS unless they say so (llama.cpp's default).
+  // Byte-level BPE models get BOS only when the file asks (llama.cpp's default). SmolLM2's file
+  // says false and names <|im_start|> as BOS: Hugging Face (which maps the key to add_bos_token)
+  // and llama.cpp both add nothing, and its chat template opens each turn with <|im_start|>.
   absl::StatusOr<bool> add_bos = OptionalBool(file, "tokenizer.ggml.add_bos_token", false);
   absl::StatusOr<std::vector<int32_t>> end_ids = GgufEndOfGenerationIds(file, *vocab, -1);
   for (const absl::Status& status :

@@ -26,8 +26,9 @@ struct SentencePieceConfig {
 
 class SentencePieceTokenizer final : public Tokenizer {
  public:
-  // `vocab` pieces use U+2581 for a space, as SentencePiece stores them. Byte tokens are found by
-  // kind (TokenKind::kByte) and their <0xAB> text.
+  // `vocab` pieces use U+2581 for a space, as SentencePiece stores them (the llama2.c loader
+  // converts its spaces back, so TokenPiece shows U+2581 for both formats). Byte tokens are found
+  // by kind (TokenKind::kByte) and their <0xAB> text.
   static absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> Create(
       Vocabulary vocab, SentencePieceConfig config);
 

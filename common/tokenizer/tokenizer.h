@@ -21,6 +21,7 @@ struct EncodeOptions {
   bool parse_special = false;
 };
 
+// Immutable once loaded: every method is const and safe to call from several threads.
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;

@@ -32,6 +32,22 @@ PDSERVE_INLINE float HalfAt(const uint8_t* p) {
   return _cvtsh_ss(h);
 }
 
+// The f16 at p, broadcast to 8 lanes (one conversion, no scalar round trip).
+PDSERVE_INLINE __m256 BroadcastHalf(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, sizeof(h));
+  return _mm256_cvtph_ps(_mm_set1_epi16(static_cast<short>(h)));
+}
+
+// The f16 pair (d, m) at p, each broadcast to 8 lanes.
+PDSERVE_INLINE void BroadcastHalfPair(const uint8_t* p, __m256* d, __m256* m) {
+  uint32_t pair;
+  std::memcpy(&pair, p, sizeof(pair));
+  const __m256 dm = _mm256_cvtph_ps(_mm_set1_epi32(static_cast<int>(pair)));  // d, m, d, m, ...
+  *d = _mm256_permute_ps(dm, 0x00);
+  *m = _mm256_permute_ps(dm, 0x55);
+}
+
 PDSERVE_INLINE uint32_t U32At(const uint8_t* p) {
   uint32_t v;
   std::memcpy(&v, p, sizeof(v));
@@ -75,7 +91,7 @@ PDSERVE_INLINE __m256 ToFloat(__m256i q) { return _mm256_cvtepi32_ps(q); }
 // Block decoders: the values of one block, as vectors of 8 in element order.
 
 PDSERVE_INLINE void DecodeQ4_0(const uint8_t* block, __m256* w) {
-  const __m256 d = _mm256_set1_ps(HalfAt(block));
+  const __m256 d = BroadcastHalf(block);
   const __m256i eight = _mm256_set1_epi32(8);
   __m256i q[4];
   Nibbles32(block + 2, q);
@@ -83,15 +99,15 @@ PDSERVE_INLINE void DecodeQ4_0(const uint8_t* block, __m256* w) {
 }
 
 PDSERVE_INLINE void DecodeQ4_1(const uint8_t* block, __m256* w) {
-  const __m256 d = _mm256_set1_ps(HalfAt(block));
-  const __m256 m = _mm256_set1_ps(HalfAt(block + 2));
+  __m256 d, m;
+  BroadcastHalfPair(block, &d, &m);
   __m256i q[4];
   Nibbles32(block + 4, q);
   for (int j = 0; j < 4; ++j) w[j] = _mm256_fmadd_ps(d, ToFloat(q[j]), m);
 }
 
 PDSERVE_INLINE void DecodeQ5_0(const uint8_t* block, __m256* w) {
-  const __m256 d = _mm256_set1_ps(HalfAt(block));
+  const __m256 d = BroadcastHalf(block);
   const __m256i sixteen = _mm256_set1_epi32(16);
   __m256i q[4];
   Nibbles32(block + 6, q);
@@ -100,8 +116,8 @@ PDSERVE_INLINE void DecodeQ5_0(const uint8_t* block, __m256* w) {
 }
 
 PDSERVE_INLINE void DecodeQ5_1(const uint8_t* block, __m256* w) {
-  const __m256 d = _mm256_set1_ps(HalfAt(block));
-  const __m256 m = _mm256_set1_ps(HalfAt(block + 2));
+  __m256 d, m;
+  BroadcastHalfPair(block, &d, &m);
   __m256i q[4];
   Nibbles32(block + 8, q);
   AddFifthBits(U32At(block + 4), q);
@@ -109,7 +125,7 @@ PDSERVE_INLINE void DecodeQ5_1(const uint8_t* block, __m256* w) {
 }
 
 PDSERVE_INLINE void DecodeQ8_0(const uint8_t* block, __m256* w) {
-  const __m256 d = _mm256_set1_ps(HalfAt(block));
+  const __m256 d = BroadcastHalf(block);
   for (int j = 0; j < 4; ++j) {
     const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(block + 2 + 8 * j));
     w[j] = _mm256_mul_ps(ToFloat(_mm256_cvtepi8_epi32(q)), d);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <vector>
 
 #include "kernels/cpu/isa_kernels.h"
@@ -63,6 +64,12 @@ void MatMulRows(const WeightMatrix& w, const float* x, int64_t n_tokens, float* 
 void MatMul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, ThreadPool& pool,
             Isa isa) {
   if (w.rows <= 0 || n_tokens <= 0) return;
+  // Programmer errors (a loader checks shapes against the file before it builds a WeightMatrix):
+  // a partial block or short rows would read past the data or compute garbage.
+  const TensorTypeInfo& info = GetTensorTypeInfo(w.type);
+  if (w.cols <= 0 || w.cols % info.block_elems != 0 || w.row_bytes < RowBytes(info, w.cols)) {
+    std::abort();
+  }
   const internal::IsaKernels& kernels = internal::KernelsFor(isa);
   pool.ParallelFor(w.rows, [&](int64_t begin, int64_t end) {
     MatMulRows(w, x, n_tokens, y, begin, end, kernels);

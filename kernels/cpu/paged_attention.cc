@@ -5,7 +5,9 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "kernels/cpu/attention_kernels.h"
 #include "kernels/cpu/half_bits.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/ops.h"
 
 namespace pdserve::kernels {
@@ -35,6 +37,32 @@ float LoadElem(const uint8_t* base, int i, KvDtype dtype) {
       return internal::Bf16BitsToFloat(bits);
   }
   std::abort();
+}
+
+void ScalarScores(const float* q, const PagedKvLayer& kv, int kv_head, int64_t n_ctx, float scale,
+                  float* scores) {
+  for (int64_t p = 0; p < n_ctx; ++p) {
+    const uint8_t* key = KeyAt(kv, p, kv_head);
+    float dot = 0.0f;
+    for (int i = 0; i < kv.head_dim; ++i) dot += q[i] * LoadElem(key, i, kv.dtype);
+    scores[p] = dot * scale;
+  }
+}
+
+void ScalarWeightedValues(const float* weights, const PagedKvLayer& kv, int kv_head, int64_t n_ctx,
+                          float* out) {
+  for (int i = 0; i < kv.head_dim; ++i) out[i] = 0.0f;
+  for (int64_t p = 0; p < n_ctx; ++p) {
+    const uint8_t* value = KeyAt(kv, p, kv_head) + kv.v_offset_bytes;
+    for (int i = 0; i < kv.head_dim; ++i) out[i] += weights[p] * LoadElem(value, i, kv.dtype);
+  }
+}
+
+const internal::AttentionKernels& AttentionKernelsFor(Isa isa) {
+#if defined(PDSERVE_KERNELS_AVX2)
+  if (isa != Isa::kScalar) return internal::Avx2AttentionKernels();
+#endif
+  return internal::ScalarAttentionKernels();
 }
 
 void StoreRow(const float* src, int n, KvDtype dtype, uint8_t* dst) {
@@ -73,26 +101,20 @@ int KvDtypeBytes(KvDtype dtype) {
 
 void PagedAttention(const float* q, int n_heads, const PagedKvLayer& kv, int64_t n_ctx,
                     int head_begin, int head_end, float* scores, float* out) {
+  PagedAttention(q, n_heads, kv, n_ctx, head_begin, head_end, scores, out, DetectBestIsa());
+}
+
+void PagedAttention(const float* q, int n_heads, const PagedKvLayer& kv, int64_t n_ctx,
+                    int head_begin, int head_end, float* scores, float* out, Isa isa) {
+  const internal::AttentionKernels& kernels = AttentionKernelsFor(isa);
   const int head_dim = kv.head_dim;
   const int group = n_heads / kv.n_kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   for (int h = head_begin; h < head_end; ++h) {
     const int kv_head = h / group;
-    const float* q_head = q + static_cast<int64_t>(h) * head_dim;
-    float* out_head = out + static_cast<int64_t>(h) * head_dim;
-    for (int64_t p = 0; p < n_ctx; ++p) {
-      const uint8_t* key = KeyAt(kv, p, kv_head);
-      float dot = 0.0f;
-      for (int i = 0; i < head_dim; ++i) dot += q_head[i] * LoadElem(key, i, kv.dtype);
-      scores[p] = dot * scale;
-    }
+    kernels.scores(q + static_cast<int64_t>(h) * head_dim, kv, kv_head, n_ctx, scale, scores);
     Softmax(scores, n_ctx);
-    for (int i = 0; i < head_dim; ++i) out_head[i] = 0.0f;
-    for (int64_t p = 0; p < n_ctx; ++p) {
-      const uint8_t* value = KeyAt(kv, p, kv_head) + kv.v_offset_bytes;
-      const float weight = scores[p];
-      for (int i = 0; i < head_dim; ++i) out_head[i] += weight * LoadElem(value, i, kv.dtype);
-    }
+    kernels.weighted_values(scores, kv, kv_head, n_ctx, out + static_cast<int64_t>(h) * head_dim);
   }
 }
 
@@ -107,4 +129,12 @@ void StoreKv(const float* k, const float* v, int64_t position, const PagedKvLaye
   StoreRow(v, n, kv.dtype, slot + kv.v_offset_bytes);
 }
 
+namespace internal {
+
+const AttentionKernels& ScalarAttentionKernels() {
+  static constexpr AttentionKernels kKernels = {ScalarScores, ScalarWeightedValues};
+  return kKernels;
+}
+
+}  // namespace internal
 }  // namespace pdserve::kernels

@@ -10,6 +10,10 @@ namespace pdserve::kernels {
 
 enum class KvDtype : uint8_t { kF32 = 0, kF16 = 1, kBF16 = 2 };
 
+// Declared here, defined in kernels/cpu/isa.h: this header stays free of Abseil (CUDA code and
+// common/kv include it for KvDtype).
+enum class Isa;
+
 int KvDtypeBytes(KvDtype dtype);
 
 // One layer's view of a sequence's cached keys and values.
@@ -31,6 +35,11 @@ struct PagedKvLayer {
 // over tokens and heads with head_begin/head_end.
 void PagedAttention(const float* q, int n_heads, const PagedKvLayer& kv, int64_t n_ctx,
                     int head_begin, int head_end, float* scores, float* out);
+
+// The same with a chosen kernel variant (the one above uses DetectBestIsa()). The result depends
+// only on isa (scalar or SIMD), not on head_begin/head_end or the caller's threads.
+void PagedAttention(const float* q, int n_heads, const PagedKvLayer& kv, int64_t n_ctx,
+                    int head_begin, int head_end, float* scores, float* out, Isa isa);
 
 // Writes one position's key and value (each (n_kv_heads, head_dim) f32) into the block slab,
 // converting to kv.dtype.

@@ -11,9 +11,13 @@ namespace pdserve::kernels {
 namespace {
 
 // A decode step issues hundreds of short ParallelFor calls; a worker that goes to sleep between
-// them costs a futex wake-up (tens of microseconds) per call. So waiters spin for about this many
-// pause instructions (tens of microseconds) before they block.
+// them costs a futex wake-up (tens of microseconds) per call. So waiters spin for a while (tens
+// of microseconds) before they block.
 constexpr int kSpinIterations = 4096;
+
+// Each job is cut into this many chunks per thread, claimed dynamically: a thread that is late
+// (not scheduled, on a busy machine) leaves its share to the others instead of stalling the call.
+constexpr int kChunksPerThread = 4;
 
 inline void CpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -40,29 +44,44 @@ T WaitWhileEquals(const std::atomic<T>& value, T old) {
 
 struct ThreadPool::State {
   int n_threads = 1;
+  int n_chunks = 1;
   std::vector<std::thread> workers;
 
-  // Bumped by the caller to publish a job (fn, n) or the stop request; workers wait on it.
+  // Bumped by the caller to publish a job or the stop request; idle workers wait on it.
   std::atomic<uint32_t> generation{0};
-  // Workers still running the current job; the caller waits for 0.
-  std::atomic<uint32_t> pending{0};
+  // (job id << 32) | next unclaimed chunk. A successful claim of chunk c of job j proves that job
+  // j is still running (its caller waits for chunk c), so fn and n below are stable while read.
+  std::atomic<uint64_t> work{0};
+  // Chunks of the current job finished; the caller waits for n_chunks.
+  std::atomic<uint32_t> done{0};
   bool stop = false;
   const std::function<void(int64_t, int64_t)>* fn = nullptr;
   int64_t n = 0;
 
-  void RunShare(int index) const {
-    const int64_t begin = n * index / n_threads;
-    const int64_t end = n * (index + 1) / n_threads;
-    if (begin < end) (*fn)(begin, end);
+  // Claims and runs chunks of the current job until none is left.
+  void RunChunks() {
+    uint64_t w = work.load(std::memory_order_acquire);
+    while (static_cast<uint32_t>(w) < static_cast<uint32_t>(n_chunks)) {
+      if (!work.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        continue;
+      }
+      const int64_t c = static_cast<uint32_t>(w);
+      const int64_t begin = n * c / n_chunks;
+      const int64_t end = n * (c + 1) / n_chunks;
+      if (begin < end) (*fn)(begin, end);
+      if (done.fetch_add(1, std::memory_order_acq_rel) + 1 == static_cast<uint32_t>(n_chunks)) {
+        done.notify_one();
+      }
+      w = work.load(std::memory_order_acquire);
+    }
   }
 
-  void WorkerLoop(int index) {
+  void WorkerLoop() {
     uint32_t seen = 0;
     while (true) {
       seen = WaitWhileEquals(generation, seen);
       if (stop) return;
-      RunShare(index);
-      if (pending.fetch_sub(1, std::memory_order_acq_rel) == 1) pending.notify_one();
+      RunChunks();
     }
   }
 };
@@ -70,9 +89,12 @@ struct ThreadPool::State {
 ThreadPool::ThreadPool(int n_threads) : state_(std::make_unique<State>()) {
   if (n_threads < 1) std::abort();  // programmer error: the header requires n_threads >= 1
   state_->n_threads = n_threads;
+  state_->n_chunks = n_threads * kChunksPerThread;
+  // The first job gets id 1: chunk claims of job 0 (none) are already exhausted.
+  state_->work.store(static_cast<uint64_t>(state_->n_chunks), std::memory_order_relaxed);
   state_->workers.reserve(n_threads - 1);
   for (int i = 1; i < n_threads; ++i) {
-    state_->workers.emplace_back([this, i] { state_->WorkerLoop(i); });
+    state_->workers.emplace_back([this] { state_->WorkerLoop(); });
   }
 }
 
@@ -92,14 +114,18 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_
     fn(0, n);
     return;
   }
+  // No chunk of the previous job is claimable (work's chunk index is n_chunks), so these plain
+  // writes race with no reader; the release below publishes them.
   s.fn = &fn;
   s.n = n;
-  s.pending.store(static_cast<uint32_t>(s.n_threads - 1), std::memory_order_relaxed);
+  s.done.store(0, std::memory_order_relaxed);
+  const uint64_t job = (s.work.load(std::memory_order_relaxed) >> 32) + 1;
+  s.work.store(job << 32, std::memory_order_release);
   s.generation.fetch_add(1, std::memory_order_release);
   s.generation.notify_all();
-  s.RunShare(0);
-  uint32_t left = s.pending.load(std::memory_order_acquire);
-  while (left != 0) left = WaitWhileEquals(s.pending, left);
+  s.RunChunks();
+  uint32_t finished = s.done.load(std::memory_order_acquire);
+  while (finished != static_cast<uint32_t>(s.n_chunks)) finished = WaitWhileEquals(s.done, finished);
 }
 
 }  // namespace pdserve::kernels

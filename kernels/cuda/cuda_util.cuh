@@ -22,10 +22,13 @@
   ::pdserve::kernels::gpu::emu::Launcher(__VA_ARGS__, grid, block, smem, stream)
 #define PDSERVE_DYNAMIC_SMEM(name) \
   unsigned char* name = ::pdserve::kernels::gpu::emu::DynamicSharedMemory()
+#define PDSERVE_STATIC_SMEM static
 #else
 #define PDSERVE_LAUNCH(grid, block, smem, stream, ...) __VA_ARGS__<<<grid, block, smem, stream>>>
 // The block's dynamic shared memory as `unsigned char name[]`, 16-byte aligned.
 #define PDSERVE_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
+// Declares a block-scope variable in static shared memory.
+#define PDSERVE_STATIC_SMEM __shared__
 #endif
 
 namespace pdserve::kernels::gpu::detail {
@@ -69,8 +72,8 @@ __device__ __forceinline__ float WarpMax(float v) {
 // Sum over the whole thread block; every thread gets the result. blockDim.x must be a multiple
 // of 32 (at most 1024). Uses 33 floats of static shared memory; safe to call repeatedly.
 __device__ __forceinline__ float BlockSum(float v) {
-  __shared__ float partial[32];
-  __shared__ float total;
+  PDSERVE_STATIC_SMEM float partial[32];
+  PDSERVE_STATIC_SMEM float total;
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
   v = WarpSum(v);

@@ -15,6 +15,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <math.h>  // the device's C math functions (expf, sqrtf, sincos, ...) at global scope
 
 #include <cstddef>
 #include <cstdint>
@@ -72,6 +73,9 @@ T Shuffle(T v, int lane, bool xor_mode) {
 
 }  // namespace pdserve::kernels::gpu::emu
 
+#ifndef __launch_bounds__
+#define __launch_bounds__(...)
+#endif
 #define threadIdx (::pdserve::kernels::gpu::emu::g_thread_idx)
 #define blockIdx (::pdserve::kernels::gpu::emu::g_block_idx)
 #define blockDim (::pdserve::kernels::gpu::emu::g_block_dim)

@@ -48,9 +48,8 @@ __device__ __forceinline__ void Widen8(const Raw8<__nv_bfloat16>& r, float f[8])
 }
 
 __device__ __forceinline__ void HalfPairToFloat(uint32_t w, float& lo, float& hi) {
-  const float2 v = __half22float2(*reinterpret_cast<const __half2*>(&w));
-  lo = v.x;
-  hi = v.y;
+  lo = __half2float(__ushort_as_half(static_cast<unsigned short>(w & 0xffffu)));
+  hi = __half2float(__ushort_as_half(static_cast<unsigned short>(w >> 16)));
 }
 
 __device__ __forceinline__ void Widen8(const Raw8<__half>& r, float f[8]) {

@@ -310,9 +310,9 @@ cudaError_t LaunchSplit(const DecodeParams& p, dim3 grid, cudaStream_t stream) {
           sizeof(float) +
       static_cast<size_t>(MaxIds(p.split_tokens, p.kv.block_size)) * sizeof(int);
   if (smem > 48 * 1024) {
-    cudaError_t err = cudaFuncSetAttribute(DecodeSplitKernel<KvT, G>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(smem));
+    const cudaError_t err = cudaFuncSetAttribute(
+        reinterpret_cast<const void*>(&DecodeSplitKernel<KvT, G>),
+        cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (err != cudaSuccess) return err;
   }
   PDSERVE_LAUNCH(grid, kThreads, smem, stream, DecodeSplitKernel<KvT, G>)(p);

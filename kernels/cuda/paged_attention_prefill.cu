@@ -191,8 +191,9 @@ template <typename KvT>
 cudaError_t LaunchPrefill(const PrefillParams& p, dim3 grid, cudaStream_t stream) {
   const size_t smem = PrefillSmemBytes(p.kv.head_dim);
   if (smem > 48 * 1024) {
-    cudaError_t err = cudaFuncSetAttribute(
-        PrefillKernel<KvT>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+    const cudaError_t err = cudaFuncSetAttribute(
+        reinterpret_cast<const void*>(&PrefillKernel<KvT>),
+        cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (err != cudaSuccess) return err;
   }
   PDSERVE_LAUNCH(grid, kThreads, smem, stream, PrefillKernel<KvT>)(p);

@@ -44,7 +44,7 @@ TEST_P(StoreKvTest, SmallWritesTheSlotsAndNothingElse) {
   Rng rng(7);
   const int n_layers = 3;
   const int layer = 1;
-  const int64_t n_blocks = 10;
+  const int64_t n_blocks = 40;  // at least 23 slots even with block_size 1
   PagedKvView kv = MakePagedKvView(nullptr, n_blocks, n_layers, layer, c.block_size,
                                    c.n_kv_heads, c.head_dim, c.kv_dtype);
   std::vector<uint8_t> pool(n_blocks * kv.block_bytes, 0xAB);

@@ -1,7 +1,9 @@
 // pdserve-kernels-bench: MatMul throughput by type, variant, thread count and n_tokens.
 // Not a test; prints one line per case: the best of several runs, as weight GB/s and GFLOP/s.
 //
-//   pdserve-kernels-bench [rows cols]    (default: SmolLM2-135M's FFN, 1536 x 576 and 576 x 1536)
+//   pdserve-kernels-bench [rows cols [types [n_tokens]]]
+//     default: SmolLM2-135M's FFN shapes (1536 x 576, 576 x 1536), types q4_1,q8_0,q4_K,q6_K,f16,f32,
+//     n_tokens 1 and 64; types is a comma-separated list of ggml names, n_tokens one count.
 
 #include <algorithm>
 #include <chrono>
@@ -46,12 +48,13 @@ Timing BestSeconds(const WeightMatrix& w, const std::vector<float>& x, int64_t n
   return best;
 }
 
-void Bench(TensorType type, int64_t rows, int64_t cols) {
+void Bench(TensorType type, int64_t rows, int64_t cols, const std::vector<int64_t>& token_counts) {
   std::mt19937 rng(1);
   const TensorTypeInfo& info = GetTensorTypeInfo(type);
+  if (cols % info.block_elems != 0) return;  // e.g. k-quants need cols % 256 == 0
   const std::vector<uint8_t> bytes = testing::RandomTensor(type, rows * cols, rng);
   const WeightMatrix w{type, bytes.data(), rows, cols, RowBytes(info, cols)};
-  for (int64_t n_tokens : {1, 64}) {
+  for (int64_t n_tokens : token_counts) {
     const std::vector<float> x = testing::RandomFloats(n_tokens * cols, rng);
     std::vector<float> y(n_tokens * rows);
     for (Isa isa : testing::RunnableIsas()) {
@@ -75,11 +78,15 @@ void Bench(TensorType type, int64_t rows, int64_t cols) {
 int main(int argc, char** argv) {
   using pdserve::kernels::TensorType;
   std::vector<std::pair<int64_t, int64_t>> shapes = {{1536, 576}, {576, 1536}};
-  if (argc == 3) shapes = {{std::atoll(argv[1]), std::atoll(argv[2])}};
+  if (argc >= 3) shapes = {{std::atoll(argv[1]), std::atoll(argv[2])}};
+  std::string types = argc >= 4 ? argv[3] : "q4_1,q8_0,q4_K,q6_K,f16,f32";
+  std::vector<int64_t> token_counts = {1, 64};
+  if (argc >= 5) token_counts = {std::atoll(argv[4])};
   for (auto [rows, cols] : shapes) {
-    for (TensorType type : {TensorType::kQ4_1, TensorType::kQ8_0, TensorType::kQ4_K,
-                            TensorType::kQ6_K, TensorType::kF16, TensorType::kF32}) {
-      pdserve::kernels::Bench(type, rows, cols);
+    for (TensorType type : pdserve::kernels::testing::kAllTypes) {
+      const std::string name = pdserve::kernels::GetTensorTypeInfo(type).name;
+      if (("," + types + ",").find("," + name + ",") == std::string::npos) continue;
+      pdserve::kernels::Bench(type, rows, cols, token_counts);
     }
   }
   return 0;

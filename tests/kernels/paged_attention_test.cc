@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -37,7 +38,7 @@ struct Case {
   int64_t n_ctx;
 };
 
-void CheckCase(const Case& c, KvDtype dtype, std::mt19937& rng) {
+void CheckCase(const Case& c, KvDtype dtype, Isa isa, std::mt19937& rng) {
   const int kv_width = c.n_kv_heads * c.head_dim;
   const std::vector<float> keys = RandomFloats(c.n_ctx * kv_width, rng);
   const std::vector<float> values = RandomFloats(c.n_ctx * kv_width, rng);
@@ -69,13 +70,17 @@ void CheckCase(const Case& c, KvDtype dtype, std::mt19937& rng) {
     StoreKv(keys.data() + p * kv_width, values.data() + p * kv_width, p, kv, slabs.data());
   }
 
-  // Two calls over split head ranges, as callers parallelise over heads.
+  // Two calls over split head ranges, as callers parallelise over heads: the same bits as one
+  // call over all heads, and nothing written past the heads.
   const float kSentinel = 12345.0f;
   std::vector<float> out(c.n_heads * c.head_dim + 1, kSentinel), scores(c.n_ctx);
   const int split = c.n_heads / 2;
-  PagedAttention(q.data(), c.n_heads, kv, c.n_ctx, 0, split, scores.data(), out.data());
-  PagedAttention(q.data(), c.n_heads, kv, c.n_ctx, split, c.n_heads, scores.data(), out.data());
+  PagedAttention(q.data(), c.n_heads, kv, c.n_ctx, 0, split, scores.data(), out.data(), isa);
+  PagedAttention(q.data(), c.n_heads, kv, c.n_ctx, split, c.n_heads, scores.data(), out.data(), isa);
   EXPECT_EQ(out.back(), kSentinel);
+  std::vector<float> whole(c.n_heads * c.head_dim);
+  PagedAttention(q.data(), c.n_heads, kv, c.n_ctx, 0, c.n_heads, scores.data(), whole.data(), isa);
+  for (size_t i = 0; i < whole.size(); ++i) ASSERT_EQ(testing::Bits(whole[i]), testing::Bits(out[i])) << i;
 
   const int group = c.n_heads / c.n_kv_heads;
   for (int h = 0; h < c.n_heads; ++h) {
@@ -99,7 +104,7 @@ void CheckCase(const Case& c, KvDtype dtype, std::mt19937& rng) {
         want += s[p] / sum * RoundToDtype(values[p * kv_width + kvh * c.head_dim + i], dtype);
       }
       ASSERT_NEAR(out[h * c.head_dim + i], want, 2e-5)
-          << "dtype " << static_cast<int>(dtype) << " heads " << c.n_heads << "/" << c.n_kv_heads
+          << IsaName(isa) << " dtype " << static_cast<int>(dtype) << " heads " << c.n_heads << "/" << c.n_kv_heads
           << " n_ctx " << c.n_ctx << " head " << h << " dim " << i;
     }
   }
@@ -113,9 +118,13 @@ TEST(PagedAttentionTest, MatchesContiguousReference) {
       {8, 1, 32, 8, 1},    // ratio 8, a single position
       {16, 2, 64, 32, 300},
       {2, 2, 8, 4, 16},    // exactly full blocks
+      {6, 2, 12, 5, 23},   // head_dim not a multiple of 8
+      {4, 1, 136, 16, 40}, // head_dim past one 64-wide chunk
   };
-  for (KvDtype dtype : {KvDtype::kF32, KvDtype::kF16, KvDtype::kBF16}) {
-    for (const Case& c : cases) CheckCase(c, dtype, rng);
+  for (Isa isa : testing::RunnableIsas()) {
+    for (KvDtype dtype : {KvDtype::kF32, KvDtype::kF16, KvDtype::kBF16}) {
+      for (const Case& c : cases) CheckCase(c, dtype, isa, rng);
+    }
   }
 }
 

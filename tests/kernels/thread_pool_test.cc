@@ -1,8 +1,11 @@
 #include "kernels/cpu/thread_pool.h"
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -27,23 +30,49 @@ TEST(ThreadPoolTest, RangesAreDisjointAndCoverEverything) {
         ranges.emplace_back(begin, end);
       });
       for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i], 1) << n_threads << " " << n << " " << i;
-      EXPECT_LE(ranges.size(), static_cast<size_t>(n_threads));
+      EXPECT_LE(ranges.size(), static_cast<size_t>(std::max<int64_t>(n, 1)));
     }
   }
 }
 
-TEST(ThreadPoolTest, UsesSeveralThreads) {
+// Every thread of the pool takes part: each range waits (up to a generous deadline) until three
+// distinct threads have started one, which only happens if both workers run ranges.
+TEST(ThreadPoolTest, UsesEveryThread) {
   ThreadPool pool(3);
   std::mutex mu;
-  std::vector<std::thread::id> ids;
-  pool.ParallelFor(3, [&](int64_t, int64_t) {
-    std::lock_guard<std::mutex> lock(mu);
-    ids.push_back(std::this_thread::get_id());
+  std::set<std::thread::id> ids;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  pool.ParallelFor(300, [&](int64_t, int64_t) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      ids.insert(std::this_thread::get_id());
+    }
+    while (std::chrono::steady_clock::now() < deadline) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (ids.size() == 3) return;
+      }
+      std::this_thread::yield();
+    }
   });
-  ASSERT_EQ(ids.size(), 3u);
-  EXPECT_NE(ids[0], ids[1]);
-  EXPECT_NE(ids[1], ids[2]);
-  EXPECT_NE(ids[0], ids[2]);
+  EXPECT_EQ(ids.size(), 3u);
+}
+
+// A thread that is slow (here: blocked until the call's other ranges are done) does not stop the
+// others from finishing the rest of the job.
+TEST(ThreadPoolTest, OtherThreadsTakeOverTheWork) {
+  ThreadPool pool(2);
+  std::atomic<int64_t> covered{0};
+  std::atomic<bool> first{true};
+  const int64_t n = 1000;
+  pool.ParallelFor(n, [&](int64_t begin, int64_t end) {
+    if (first.exchange(false)) {
+      // The first range claimed waits until every other range is done.
+      while (covered.load() != n - (end - begin)) std::this_thread::yield();
+    }
+    covered += end - begin;
+  });
+  EXPECT_EQ(covered.load(), n);
 }
 
 // Many short jobs back to back, as a decode step issues them; every job sees all its work done

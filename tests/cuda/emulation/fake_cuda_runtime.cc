@@ -1,0 +1,115 @@
+// The few CUDA runtime calls the kernels and their tests make, implemented on the host for the
+// emulation build (tests/cuda/emulation): "device" memory is host memory, a launch runs to
+// completion inside the call (kernels/cuda/host_emulation.h), so every synchronization succeeds.
+// Linked instead of libcudart, never beside it.
+
+#include <cuda_runtime_api.h>
+
+#include <cstdlib>
+#include <cstring>
+
+namespace {
+thread_local cudaError_t last_error = cudaSuccess;
+
+cudaError_t Record(cudaError_t err) {
+  if (err != cudaSuccess) last_error = err;
+  return err;
+}
+}  // namespace
+
+extern "C" {
+
+cudaError_t CUDARTAPI cudaGetDeviceCount(int* count) {
+  *count = 1;
+  return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI cudaGetDevice(int* device) {
+  *device = 0;
+  return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI cudaDeviceGetAttribute(int* value, enum cudaDeviceAttr attr, int device) {
+  switch (attr) {
+    case cudaDevAttrMultiProcessorCount: *value = 132; return cudaSuccess;
+    default: *value = 0; return cudaSuccess;
+  }
+}
+
+cudaError_t CUDARTAPI cudaGetDeviceProperties(struct cudaDeviceProp* prop, int device) {
+  std::memset(prop, 0, sizeof *prop);
+  std::strcpy(prop->name, "host emulation");
+  prop->major = 9;
+  prop->minor = 0;
+  prop->multiProcessorCount = 132;
+  prop->totalGlobalMem = size_t{1} << 34;
+  prop->l2CacheSize = 50 << 20;
+  return cudaSuccess;
+}
+
+const char* CUDARTAPI cudaGetErrorString(cudaError_t err) {
+  switch (err) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    default: return "emulated CUDA error";
+  }
+}
+
+const char* CUDARTAPI cudaGetErrorName(cudaError_t err) {
+  switch (err) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    default: return "cudaErrorUnknown";
+  }
+}
+
+cudaError_t CUDARTAPI cudaGetLastError(void) {
+  const cudaError_t err = last_error;
+  last_error = cudaSuccess;
+  return err;
+}
+
+cudaError_t CUDARTAPI cudaPeekAtLastError(void) { return last_error; }
+
+cudaError_t CUDARTAPI cudaMalloc(void** ptr, size_t size) {
+  // Exactly `size` bytes (AddressSanitizer then sees any access past them), 256-byte aligned as
+  // cudaMalloc's are.
+  if (posix_memalign(ptr, 256, size == 0 ? 1 : size) != 0) {
+    *ptr = nullptr;
+    return Record(cudaErrorMemoryAllocation);
+  }
+  return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI cudaFree(void* ptr) {
+  std::free(ptr);
+  return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI cudaMemcpy(void* dst, const void* src, size_t count, enum cudaMemcpyKind) {
+  if (count > 0) std::memmove(dst, src, count);
+  return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI cudaMemcpyAsync(void* dst, const void* src, size_t count,
+                                      enum cudaMemcpyKind, cudaStream_t) {
+  if (count > 0) std::memmove(dst, src, count);
+  return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI cudaMemset(void* dst, int value, size_t count) {
+  std::memset(dst, value, count);
+  return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI cudaDeviceSynchronize(void) { return cudaSuccess; }
+
+cudaError_t CUDARTAPI cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+
+cudaError_t CUDARTAPI cudaFuncSetAttribute(const void*, enum cudaFuncAttribute, int) {
+  return cudaSuccess;
+}
+
+}  // extern "C"
