@@ -327,6 +327,7 @@ int Run(int argc, char** argv) {
     if (rss_kib >= 0) out << "pdserve,,,vmrss_mib," << rss_kib / 1024.0 << "\n";
     if (hwm_kib.ok()) out << "pdserve,,,vmhwm_mib," << *hwm_kib / 1024.0 << "\n";
     if (file_bytes.ok()) out << "pdserve,,,model_file_mib," << Mib(*file_bytes) << "\n";
+    out << "pdserve,,,weight_bytes," << weight_bytes << "\n";
     if (!out) {
       std::cerr << "engine: cannot write " << opt.results_path << "\n";
       return 1;

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Prints the side-by-side table of bench/engine_vs_llamacpp.sh from the CSV rows
+(engine,threads,batch,metric,value) that bench/engine and bench/llamacpp_baseline.py append.
+
+usage: engine_compare_table.py RESULTS_CSV
+"""
+import csv
+import sys
+
+
+def main(argv):
+    if len(argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    values = {}  # (engine, threads, batch, metric) -> value; the last row wins
+    with open(argv[1], newline="") as f:
+        for engine, threads, batch, metric, value in csv.reader(f):
+            values[(engine, threads, batch, metric)] = float(value)
+
+    def get(engine, threads, batch, metric):
+        return values.get((engine, threads, batch, metric))
+
+    threads = sorted({k[1] for k in values if k[1]}, key=int)
+    batches = sorted({k[2] for k in values if k[0] == "pdserve" and k[3] == "decode_tok_s"},
+                     key=int)
+    weight_bytes = get("pdserve", "", "", "weight_bytes")
+
+    rows = []  # label, threads, ours, theirs, digits
+    for t in threads:
+        rows.append(("prefill tokens/s", t, get("pdserve", t, "1", "prefill_tok_s"),
+                     get("llama.cpp", t, "1", "prefill_tok_s"), 1))
+        for b in batches:
+            rows.append((f"decode tokens/s, batch {b}", t, get("pdserve", t, b, "decode_tok_s"),
+                         get("llama.cpp", t, b, "decode_tok_s"), 1))
+        ours_ms = get("pdserve", t, "1", "decode_step_ms")
+        theirs_ms = get("llama.cpp", t, "1", "decode_step_ms")
+        rows.append(("decode step ms, batch 1", t, ours_ms, theirs_ms, 2))
+        # The same weights are read per step by both, so one byte count serves both sides.
+        rows.append(("decode weight GB/s, batch 1", t,
+                     weight_bytes / ours_ms / 1e6 if weight_bytes and ours_ms else None,
+                     weight_bytes / theirs_ms / 1e6 if weight_bytes and theirs_ms else None, 2))
+        memcpy = get("pdserve", t, "", "memcpy_gb_s")
+        rows.append(("memcpy GB/s (same run)", t, memcpy, memcpy, 2))
+    for metric, label in (("vmrss_mib", "VmRSS MiB"), ("vmhwm_mib", "VmHWM MiB"),
+                          ("model_file_mib", "model file MiB")):
+        rows.append((label, "-", get("pdserve", "", "", metric), get("llama.cpp", "", "", metric),
+                     1))
+
+    header = ["", "threads", "pdserve", "llama.cpp", "pdserve / llama.cpp"]
+    cells = []
+    for label, t, ours, theirs, digits in rows:
+        fmt = lambda v: "n/a" if v is None else f"{v:.{digits}f}"
+        if label.startswith("memcpy"):
+            ratio = ""
+        elif ours is not None and theirs:
+            ratio = f"{ours / theirs:.2f}x"
+        else:
+            ratio = "n/a"
+        cells.append([label, t, fmt(ours), fmt(theirs) if not label.startswith("memcpy") else "",
+                      ratio])
+    widths = [max(len(r[c]) for r in cells + [header]) for c in range(len(header))]
+    line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(r, widths)))
+    print(line(header))
+    print("-" * (sum(widths) + 2 * (len(widths) - 1)))
+    for r in cells:
+        print(line(r))
+    print("throughput rows: ratio > 1 means pdserve is faster; memory rows: < 1 means pdserve uses"
+          " less. llama.cpp decodes one sequence in its Python API: batch 8 is n/a. Weight GB/s ="
+          f" {weight_bytes / 1e6:.1f} MB of weights per step / step time for both."
+          if weight_bytes else "")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
