@@ -65,8 +65,8 @@ def main(argv):
     print("-" * (sum(widths) + 2 * (len(widths) - 1)))
     for r in cells:
         print(line(r))
-    print("throughput rows: ratio > 1 means pdserve is faster; memory rows: < 1 means pdserve uses"
-          " less. llama.cpp decodes one sequence in its Python API: batch 8 is n/a. Weight GB/s ="
+    print("tokens/s and GB/s rows: ratio > 1 means pdserve is faster; step ms and memory rows: < 1"
+          " means pdserve is faster / smaller. llama.cpp decodes one sequence in its Python API: batch 8 is n/a. Weight GB/s ="
           f" {weight_bytes / 1e6:.1f} MB of weights per step / step time for both."
           if weight_bytes else "")
     return 0

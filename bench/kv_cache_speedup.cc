@@ -221,7 +221,9 @@ int Run(int argc, char** argv) {
 
   // Growth of the cached step time: at 300 over at 50 when both ran, else largest over smallest.
   auto find = [&rows](int64_t n) -> const Row* {
-    for (const Row& r : rows) if (r.n_new == n) return &r;
+    for (const Row& r : rows) {
+      if (r.n_new == n) return &r;
+    }
     return nullptr;
   };
   const Row* long_row = find(300) != nullptr ? find(300) : &rows.back();

@@ -70,10 +70,11 @@ prepare() {
   if [ ! -f "$build_dir/CMakeCache.txt" ] ||
      ! grep -q '^PDSERVE_CUDA:BOOL=ON' "$build_dir/CMakeCache.txt"; then
     note "configuring $build_dir (-DPDSERVE_CUDA=ON)"
+    mkdir -p "$build_dir" || die "cannot create $build_dir"
     cmake -S "$root" -B "$build_dir" -G Ninja -DPDSERVE_CUDA=ON -DCMAKE_BUILD_TYPE=Release \
-      >"$build_dir.configure.log" 2>&1 || {
-        tail -30 "$build_dir.configure.log" >&2
-        die "cmake configure failed (log: $build_dir.configure.log)"
+      >"$build_dir/gpu-check-configure.log" 2>&1 || {
+        tail -30 "$build_dir/gpu-check-configure.log" >&2
+        die "cmake configure failed (log: $build_dir/gpu-check-configure.log)"
       }
   else
     # Regenerates the manifest if CMakeLists changed.
@@ -87,7 +88,8 @@ prepare() {
   # shellcheck disable=SC2086
   cmake --build "$build_dir" -j "$jobs" --target $targets || die "build failed"
 
-  rm -rf "${bundle:?}/bin" "$bundle/lib" "$bundle/models" "$bundle/bench" "$bundle/manifest.txt"
+  rm -rf "${bundle:?}/bin" "${bundle:?}/lib" "${bundle:?}/models" "${bundle:?}/bench" \
+    "${bundle:?}/manifest.txt"
   mkdir -p "$bundle/bin" "$bundle/lib" "$bundle/models" "$bundle/bench"
   local kind name timeout path
   while read -r kind name timeout path; do
@@ -134,6 +136,8 @@ prepare() {
 # ---------------------------------------------------------------------------------------------
 # --run
 n_fail=0
+gpu_present=0
+sanitizer=""
 extra_lib_dirs=""
 log=""
 
@@ -208,7 +212,14 @@ run_test() {
   dur=$((SECONDS - start))
   case $rc in
     0) status=PASS ;;
-    77) status=SKIP ;;
+    77)
+      status=SKIP
+      # On a machine with a GPU, a binary that finds none is broken (runtime/driver mismatch).
+      if ((gpu_present)); then
+        status=FAIL
+        echo "(exit 77, 'no usable GPU', although nvidia-smi lists one)" >>"$out"
+      fi
+      ;;
     124|137) status=FAIL; echo "(timed out after ${t}s)" >>"$out" ;;
     *) status=FAIL ;;
   esac
@@ -243,6 +254,8 @@ run_bench() {
   { echo "===== bench $name: rc $rc, ${dur}s"; cat "$out"; } >>"$log"
   if ((rc == 0)); then
     say "BENCH_OK $name (${dur}s)"
+  elif ((rc == 77)); then
+    say "BENCH_SKIP $name ($(grep -m1 SKIPPED "$out"))"
   else
     say "BENCH_FAIL $name (rc $rc, ${dur}s$( ((rc == 124)) && echo ', timed out'))"
     tail -8 "$out" | sed 's/^/    | /' | tee -a "$summary"
@@ -290,11 +303,13 @@ run() {
       say "SKIP torch_decode_baseline.py: no python3 here"
     fi
   else
+    chmod +x "$bundle"/bin/* 2>/dev/null
     say "--- device"
     if command -v nvidia-smi >/dev/null; then
       timeout 20 nvidia-smi >>"$log" 2>&1
       timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem \
         --format=csv,noheader 2>&1 | sed 's/^/  /' | tee -a "$summary"
+      timeout 20 nvidia-smi -L 2>/dev/null | grep -q '^GPU ' && gpu_present=1
     else
       say "  nvidia-smi not found"
     fi
@@ -312,14 +327,16 @@ run() {
     done <"$manifest"
 
     say "--- compute-sanitizer (memcheck) on the attention and KV tests' small cases"
-    if command -v compute-sanitizer >/dev/null && (( $(time_for 60) >= 60 )); then
+    sanitizer="$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer \
+                   /opt/nvidia/*/compute-sanitizer 2>/dev/null | head -1)"
+    if [ -n "$sanitizer" ] && (( $(time_for 60) >= 60 )); then
       local sname
       for sname in cuda_paged_attention_test cuda_kv_blocks_test; do
         [ -x "$bundle/bin/$sname" ] || continue
         run_sanitizer "$sname"
       done
     else
-      say "SKIP memcheck (compute-sanitizer missing or no time left)"
+      say "SKIP memcheck (compute-sanitizer ${sanitizer:-not found}; $(time_for 60)s left)"
     fi
 
     say "--- benchmarks"
@@ -345,7 +362,7 @@ run_sanitizer() {
   local name=$1 t out rc
   t="$(time_for 60)"
   out="$(mktemp)"
-  LD_LIBRARY_PATH="$(lib_path_for)" timeout -k 5 "$t" compute-sanitizer --tool memcheck \
+  LD_LIBRARY_PATH="$(lib_path_for)" timeout -k 5 "$t" "$sanitizer" --tool memcheck \
     --error-exitcode 99 "$bundle/bin/$name" --gtest_filter='*Small*' >"$out" 2>&1
   rc=$?
   { echo "===== memcheck $name: rc $rc"; cat "$out"; } >>"$log"

@@ -172,7 +172,7 @@ void LlamaForward::Attention(absl::Span<const BatchToken> batch, const LayerView
       const int64_t n_ctx = batch[i].position + 1;
       if (static_cast<int64_t>(scores.size()) < n_ctx) scores.resize(n_ctx);
       kernels::PagedAttention(&q[i * q_dim], c.n_heads, views.per_token[i], n_ctx, head, head + 1,
-                              scores.data(), &out[i * q_dim]);
+                              scores.data(), &out[i * q_dim], isa_);
     }
   });
 }

@@ -4,7 +4,7 @@
 // .cu files as plain C++ (tests/cuda/emulation), and cuda_util.cuh includes this header.
 //
 // A launch runs its thread blocks one after another on the calling thread. The threads of a
-// block are cooperative user-space threads (ucontext) that switch only at __syncthreads() and at
+// block are cooperative user-space threads (own stacks) that switch only at __syncthreads() and at
 // warp shuffles, so block-wide barriers, shared memory and shuffles behave as on the device,
 // deterministically. It models semantics, not speed, and finds no races (every thread sees the
 // others' writes in program order); compute-sanitizer on a GPU covers those. A barrier that some

@@ -39,15 +39,11 @@ def random_finite_f16_bits(rng, n):
 
 def random_blocks(qtype, n_blocks, rng):
     block_elems, block_bytes = GGML_QUANT_SIZES[qtype]
-    if qtype == T.F32:  # any bits (NaNs included) survive a copy
-        n_blocks -= n_blocks % 1
+    # Any bits at all for f32 (NaNs survive a copy); for f16 and bf16 also every 16-bit pattern.
     blocks = rng.integers(0, 256, size=(n_blocks, block_bytes), dtype=np.uint8)
-    if qtype == T.F16:  # every half, NaNs and infinities included
-        blocks = np.concatenate([np.arange(1 << 16, dtype=np.uint16).view(np.uint8).reshape(-1, 2),
-                                 blocks])
-    if qtype == T.BF16:
-        blocks = np.concatenate([np.arange(1 << 16, dtype=np.uint16).view(np.uint8).reshape(-1, 2),
-                                 blocks])
+    if qtype in (T.F16, T.BF16):
+        every_half = np.arange(1 << 16, dtype=np.uint16).view(np.uint8).reshape(-1, 2)
+        blocks = np.concatenate([every_half, blocks])
     for offset in SCALE_OFFSETS.get(qtype, []):
         scales = random_finite_f16_bits(rng, blocks.shape[0])
         blocks[:, offset:offset + 2] = scales.view(np.uint8).reshape(-1, 2)
