@@ -69,17 +69,14 @@ if(PDSERVE_CUDA)
   # pdserve_cuda_target_defaults(target): C++17 for .cu files (CMake 3.25 cannot ask nvcc for
   # C++20, and would otherwise inherit CXX_STANDARD 20 and fail: headers that .cu files include
   # stay C++17), line info for the profilers, no fast math (the kernels are checked against double
-  # references), the static CUDA runtime (the GPU machine has the driver, not necessarily our
-  # runtime), and g++'s runtime linked in statically so that binaries run beside any libstdc++.
+  # references), and the static CUDA runtime (the GPU machine has the driver, not necessarily our
+  # runtime). libstdc++ stays shared: linked statically it would pull in glibc 2.36 symbols
+  # (arc4random), which an older GPU image may lack, while GCC 12's libstdc++ ABI is everywhere.
   function(pdserve_cuda_target_defaults target)
     target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-lineinfo>)
     set_target_properties(${target} PROPERTIES
         CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON CUDA_EXTENSIONS OFF
         CUDA_RUNTIME_LIBRARY Static)
-    get_target_property(_type ${target} TYPE)
-    if(_type STREQUAL "EXECUTABLE")
-      target_link_options(${target} PRIVATE -static-libstdc++ -static-libgcc)
-    endif()
   endfunction()
 
   message(STATUS "pdserve: CUDA ${CMAKE_CUDA_COMPILER_VERSION}, architectures "

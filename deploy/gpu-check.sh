@@ -10,8 +10,9 @@
 #
 #   deploy/gpu-check.sh --run [--dry-run] [--summary FILE] [--bundle DIR]
 #       There (the GPU machine, from the repo root, bundle present): nvidia-smi, every test
-#       binary (each under a timeout), compute-sanitizer on the attention test when there is time,
-#       the benchmarks and the PyTorch baseline, all within about 4 minutes. Writes FILE (default
+#       binary (each under a timeout), the benchmarks, the PyTorch baseline, then, while time is
+#       left, compute-sanitizer memcheck over the small attention and KV cases; all within about
+#       4 minutes. Writes FILE (default
 #       BUNDLE/summary.txt: PASS/FAIL/SKIP per test, the benchmark numbers) and a full log beside
 #       it (gpu-check.log). Exits 1 when a test failed (or did not run), else 0.
 #       --dry-run (here, and in ctest): does everything but execute GPU binaries: checks that each
@@ -179,8 +180,8 @@ lib_path_for() { echo "$bundle/lib${extra_lib_dirs:+:$extra_lib_dirs}${LD_LIBRAR
 unresolved=""
 resolve_libs() {
   local bin=$1 missing lib dir
-  missing="$(LD_LIBRARY_PATH="$(lib_path_for)" ldd "$bin" 2>&1 | awk '/not found/ {print $1}' |
-             grep -v '^libcuda\.so' || true)"
+  missing="$(LD_LIBRARY_PATH="$(lib_path_for)" ldd "$bin" 2>&1 |
+             awk '$2 == "=>" && $3 == "not" {print $1}' | grep -v '^libcuda\.so' || true)"
   for lib in $missing; do
     while read -r dir; do
       if [ -e "$dir/$lib" ]; then
@@ -190,8 +191,11 @@ resolve_libs() {
       fi
     done < <(candidate_lib_dirs)
   done
-  unresolved="$(LD_LIBRARY_PATH="$(lib_path_for)" ldd "$bin" 2>&1 | awk '/not found/ {print $1}' |
-                grep -v '^libcuda\.so' | tr '\n' ' ' || true)"
+  # Missing libraries ("libx.so => not found") and too old ones ("version `GLIBC_2.34' not
+  # found"), in ldd's words.
+  unresolved="$(LD_LIBRARY_PATH="$(lib_path_for)" ldd "$bin" 2>&1 | grep 'not found' |
+                grep -v 'libcuda\.so\.1 => not found' | sed 's/^[[:space:]]*//; s/ (0x[0-9a-f]*)//' |
+                tr '\n' ';' || true)"
 }
 
 # Runs one test binary (or a sanitizer over it) and records PASS/FAIL/SKIP.
@@ -326,22 +330,14 @@ run() {
       run_test "$name" "$timeout" "$bin"
     done <"$manifest"
 
-    say "--- compute-sanitizer (memcheck) on the attention and KV tests' small cases"
-    sanitizer="$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer \
-                   /opt/nvidia/*/compute-sanitizer 2>/dev/null | head -1)"
-    if [ -n "$sanitizer" ] && (( $(time_for 60) >= 60 )); then
-      local sname
-      for sname in cuda_paged_attention_test cuda_kv_blocks_test; do
-        [ -x "$bundle/bin/$sname" ] || continue
-        run_sanitizer "$sname"
-      done
-    else
-      say "SKIP memcheck (compute-sanitizer ${sanitizer:-not found}; $(time_for 60)s left)"
-    fi
-
     say "--- benchmarks"
     while read -r kind name timeout; do
       [ "$kind" = bench ] || continue
+      resolve_libs "$bundle/bin/$name"
+      if [ -n "$unresolved" ]; then
+        say "BENCH_FAIL $name: unresolved libraries: $unresolved"
+        continue
+      fi
       run_bench "$name" "$timeout" env LD_LIBRARY_PATH="$(lib_path_for)" "$bundle/bin/$name"
     done <"$manifest"
     if command -v python3 >/dev/null; then
@@ -350,6 +346,19 @@ run() {
         python3 "$bundle/bench/torch_decode_baseline.py"
     else
       say "BENCH_NOT_RUN torch_decode_baseline (no python3)"
+    fi
+
+    say "--- compute-sanitizer (memcheck) on the attention and KV tests' small cases"
+    sanitizer="$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer \
+                   /opt/nvidia/*/compute-sanitizer 2>/dev/null | head -1)"
+    if [ -n "$sanitizer" ] && (( $(time_for 45) >= 30 )); then
+      local sname
+      for sname in cuda_paged_attention_test cuda_kv_blocks_test; do
+        [ -x "$bundle/bin/$sname" ] || continue
+        run_sanitizer "$sname"
+      done
+    else
+      say "SKIP memcheck (compute-sanitizer ${sanitizer:-not found}; $(time_for 45)s left)"
     fi
   fi
   say "--- $( ((n_fail)) && echo "FAILED: $n_fail" || echo "all passed") in $(elapsed)s (summary $summary, log $log)"
@@ -360,7 +369,11 @@ run() {
 # a sanitizer that cannot run on this machine, or runs out of time, is a SKIP.
 run_sanitizer() {
   local name=$1 t out rc
-  t="$(time_for 60)"
+  t="$(time_for 45)"
+  if ((t < 15)); then
+    say "SKIP memcheck:$name (time budget spent)"
+    return
+  fi
   out="$(mktemp)"
   LD_LIBRARY_PATH="$(lib_path_for)" timeout -k 5 "$t" "$sanitizer" --tool memcheck \
     --error-exitcode 99 "$bundle/bin/$name" --gtest_filter='*Small*' >"$out" 2>&1

@@ -55,19 +55,22 @@ void LaunchStoreKv(const void* k, const void* v, int64_t k_stride, int64_t v_str
   }
 }
 
-// grid: (chunks, n_ids). kVec-byte copies; kVec divides block_bytes and the pointers' alignment.
+// grid: (chunks, n_ids). Copies bytes [range_offset, range_offset + range_bytes) of pool block
+// block_ids[i] to/from staging block i (range_bytes long), kVec bytes at a time; kVec divides the
+// sizes, offsets and pointers' alignment.
 template <int kVec, bool kGather>
 __global__ void CopyBlocksKernel(const uint8_t* src_base, uint8_t* dst_base, int64_t n_pool_blocks,
-                                 size_t block_bytes, const int32_t* block_ids) {
+                                 size_t block_bytes, size_t range_offset, size_t range_bytes,
+                                 const int32_t* block_ids) {
   const int i = blockIdx.y;
   const int32_t id = block_ids[i];
   if (id < 0 || id >= n_pool_blocks) return;
-  const size_t pool_off = static_cast<size_t>(id) * block_bytes;
-  const size_t staging_off = static_cast<size_t>(i) * block_bytes;
+  const size_t pool_off = static_cast<size_t>(id) * block_bytes + range_offset;
+  const size_t staging_off = static_cast<size_t>(i) * range_bytes;
   const uint8_t* src = src_base + (kGather ? pool_off : staging_off);
   uint8_t* dst = dst_base + (kGather ? staging_off : pool_off);
   using Vec = typename std::conditional<kVec == 16, uint4, uint8_t>::type;
-  const size_t n = block_bytes / kVec;
+  const size_t n = range_bytes / kVec;
   const Vec* s = reinterpret_cast<const Vec*>(src);
   Vec* d = reinterpret_cast<Vec*>(dst);
   for (size_t j = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; j < n;
@@ -78,8 +81,13 @@ __global__ void CopyBlocksKernel(const uint8_t* src_base, uint8_t* dst_base, int
 
 template <bool kGather>
 cudaError_t CopyBlocks(const uint8_t* src, uint8_t* dst, int64_t n_pool_blocks, size_t block_bytes,
-                       const int32_t* block_ids, int n_ids, cudaStream_t stream) {
+                       const BlockByteRange& range, const int32_t* block_ids, int n_ids,
+                       cudaStream_t stream) {
   PDSERVE_GPU_REQUIRE(block_bytes > 0, "gather/scatter_blocks: block_bytes must be > 0");
+  const size_t range_bytes = range.bytes == 0 ? block_bytes - range.offset : range.bytes;
+  PDSERVE_GPU_REQUIRE(range.offset < block_bytes && range_bytes > 0 &&
+                          range_bytes <= block_bytes - range.offset,
+                      "gather/scatter_blocks: byte range outside the block");
   PDSERVE_GPU_REQUIRE(n_pool_blocks >= 0, "gather/scatter_blocks: n_pool_blocks must be >= 0");
   PDSERVE_GPU_REQUIRE(n_ids >= 0 && n_ids <= 65535,
                       "gather/scatter_blocks: n_ids must be in [0, 65535] (split larger lists)");
@@ -87,17 +95,18 @@ cudaError_t CopyBlocks(const uint8_t* src, uint8_t* dst, int64_t n_pool_blocks, 
   PDSERVE_GPU_REQUIRE(src != nullptr && dst != nullptr && block_ids != nullptr,
                       "gather/scatter_blocks: null pointer");
   constexpr int kThreads = 256;
-  const bool vec16 = block_bytes % 16 == 0 && detail::Aligned(src, 16) && detail::Aligned(dst, 16);
-  const size_t n_vec = vec16 ? block_bytes / 16 : block_bytes;
-  // About 8 thread blocks' worth per pool block for big blocks, at least one.
+  const bool vec16 = block_bytes % 16 == 0 && range.offset % 16 == 0 && range_bytes % 16 == 0 &&
+                     detail::Aligned(src, 16) && detail::Aligned(dst, 16);
+  const size_t n_vec = vec16 ? range_bytes / 16 : range_bytes;
+  // Up to 32 thread blocks per pool block, so that a few big blocks still fill the GPU.
   const unsigned chunks = detail::GridFor(static_cast<int64_t>(n_vec), kThreads, 32);
   const dim3 grid(chunks, static_cast<unsigned>(n_ids));
   if (vec16) {
     PDSERVE_LAUNCH(grid, kThreads, 0, stream, CopyBlocksKernel<16, kGather>)(
-        src, dst, n_pool_blocks, block_bytes, block_ids);
+        src, dst, n_pool_blocks, block_bytes, range.offset, range_bytes, block_ids);
   } else {
     PDSERVE_LAUNCH(grid, kThreads, 0, stream, CopyBlocksKernel<1, kGather>)(
-        src, dst, n_pool_blocks, block_bytes, block_ids);
+        src, dst, n_pool_blocks, block_bytes, range.offset, range_bytes, block_ids);
   }
   return detail::LaunchStatus();
 }
@@ -131,14 +140,16 @@ cudaError_t StoreKv(const void* k, const void* v, ActDtype in_dtype, int64_t k_r
 
 cudaError_t GatherBlocks(const uint8_t* pool, int64_t n_pool_blocks, size_t block_bytes,
                          const int32_t* block_ids, int n_ids, uint8_t* staging,
-                         cudaStream_t stream) {
-  return CopyBlocks<true>(pool, staging, n_pool_blocks, block_bytes, block_ids, n_ids, stream);
+                         cudaStream_t stream, BlockByteRange range) {
+  return CopyBlocks<true>(pool, staging, n_pool_blocks, block_bytes, range, block_ids, n_ids,
+                          stream);
 }
 
 cudaError_t ScatterBlocks(const uint8_t* staging, int64_t n_pool_blocks, size_t block_bytes,
                           const int32_t* block_ids, int n_ids, uint8_t* pool,
-                          cudaStream_t stream) {
-  return CopyBlocks<false>(staging, pool, n_pool_blocks, block_bytes, block_ids, n_ids, stream);
+                          cudaStream_t stream, BlockByteRange range) {
+  return CopyBlocks<false>(staging, pool, n_pool_blocks, block_bytes, range, block_ids, n_ids,
+                           stream);
 }
 
 }  // namespace pdserve::kernels::gpu

@@ -164,6 +164,45 @@ void CheckGatherScatter(size_t block_bytes) {
   EXPECT_TRUE(d_pool2.Download() == want2) << "scattered pool differs";
 }
 
+// One layer's K and V slabs of each block (layer-wise streaming): a byte range.
+TEST(BlockTransferTest, SmallGatherScatterOneLayer) {
+  const int n_layers = 3;
+  const PagedKvView kv = MakePagedKvView(nullptr, 0, n_layers, 1, 16, 3, 64, KvDtype::kBF16);
+  const size_t slab = kv.v_offset_bytes - kv.k_offset_bytes;
+  const BlockByteRange range{kv.k_offset_bytes, 2 * slab};
+  const int64_t n_blocks = 6;
+  std::vector<uint8_t> pool(n_blocks * kv.block_bytes);
+  for (size_t i = 0; i < pool.size(); ++i) pool[i] = static_cast<uint8_t>(i * 7 + (i >> 9));
+  const std::vector<int32_t> ids = {4, 1, 5};
+  DeviceBuffer<uint8_t> d_pool(pool);
+  DeviceBuffer<int32_t> d_ids(ids);
+  DeviceBuffer<uint8_t> d_staging(ids.size() * range.bytes);
+  EXPECT_LAUNCH_OK(GatherBlocks(d_pool.get(), n_blocks, kv.block_bytes, d_ids.get(),
+                                static_cast<int>(ids.size()), d_staging.get(), nullptr, range));
+  const std::vector<uint8_t> staging = d_staging.Download();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    ASSERT_EQ(0, std::memcmp(&staging[i * range.bytes],
+                             &pool[ids[i] * kv.block_bytes + range.offset], range.bytes))
+        << "staging slot " << i;
+  }
+  // Scatter into a zeroed pool: exactly the ranges of the target blocks change.
+  const std::vector<int32_t> dst_ids = {0, 2, 3};
+  DeviceBuffer<uint8_t> d_pool2(std::vector<uint8_t>(pool.size(), 0));
+  DeviceBuffer<int32_t> d_dst_ids(dst_ids);
+  EXPECT_LAUNCH_OK(ScatterBlocks(d_staging.get(), n_blocks, kv.block_bytes, d_dst_ids.get(),
+                                 static_cast<int>(dst_ids.size()), d_pool2.get(), nullptr, range));
+  std::vector<uint8_t> want(pool.size(), 0);
+  for (size_t i = 0; i < dst_ids.size(); ++i) {
+    std::memcpy(&want[dst_ids[i] * kv.block_bytes + range.offset], &staging[i * range.bytes],
+                range.bytes);
+  }
+  EXPECT_TRUE(d_pool2.Download() == want);
+  // A range past the block is rejected.
+  EXPECT_REJECTED(GatherBlocks(d_pool.get(), n_blocks, kv.block_bytes, d_ids.get(), 1,
+                               d_staging.get(), nullptr,
+                               BlockByteRange{kv.block_bytes - 16, 32}));
+}
+
 TEST(BlockTransferTest, SmallGatherScatterAlignedBlocks) { CheckGatherScatter(24576); }
 TEST(BlockTransferTest, SmallGatherScatterOddBlocks) { CheckGatherScatter(1001); }
 TEST(BlockTransferTest, SmallGatherScatterTinyBlocks) { CheckGatherScatter(16); }
