@@ -12,10 +12,16 @@ def main(argv):
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
-    values = {}  # (engine, threads, batch, metric) -> value; the last row wins
+    # (engine, threads, batch, metric) -> value. Over several rounds each metric keeps its best:
+    # the highest rate, the lowest time; memory keeps its highest (the peak of any round).
+    values = {}
     with open(argv[1], newline="") as f:
         for engine, threads, batch, metric, value in csv.reader(f):
-            values[(engine, threads, batch, metric)] = float(value)
+            key, value = (engine, threads, batch, metric), float(value)
+            if key in values:
+                keep_min = metric.endswith("_ms")
+                value = min(values[key], value) if keep_min else max(values[key], value)
+            values[key] = value
 
     def get(engine, threads, batch, metric):
         return values.get((engine, threads, batch, metric))
@@ -39,6 +45,10 @@ def main(argv):
         rows.append(("decode weight GB/s, batch 1", t,
                      weight_bytes / ours_ms / 1e6 if weight_bytes and ours_ms else None,
                      weight_bytes / theirs_ms / 1e6 if weight_bytes and theirs_ms else None, 2))
+        for b in batches:
+            if b != "1":
+                rows.append((f"decode weight GB/s, batch {b}", t,
+                             get("pdserve", t, b, "weight_gb_s"), None, 2))
         memcpy = get("pdserve", t, "", "memcpy_gb_s")
         rows.append(("memcpy GB/s (same run)", t, memcpy, memcpy, 2))
     for metric, label in (("vmrss_mib", "VmRSS MiB"), ("vmhwm_mib", "VmHWM MiB"),
@@ -66,7 +76,7 @@ def main(argv):
     for r in cells:
         print(line(r))
     print("tokens/s and GB/s rows: ratio > 1 means pdserve is faster; step ms and memory rows: < 1"
-          " means pdserve is faster / smaller. llama.cpp decodes one sequence in its Python API: batch 8 is n/a. Weight GB/s ="
+          " means pdserve is faster / smaller. Each number is the best over the rounds. llama.cpp decodes one sequence in its Python API: batch 8 is n/a. Weight GB/s ="
           f" {weight_bytes / 1e6:.1f} MB of weights per step / step time for both."
           if weight_bytes else "")
     return 0

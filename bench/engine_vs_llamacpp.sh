@@ -1,18 +1,19 @@
 #!/bin/bash
 # engine_vs_llamacpp.sh: bench/engine against llama.cpp (llama-cpp-python) on the same GGUF, the
 # same prompt and decode lengths and the same thread counts, one thread count at a time, ours then
-# theirs back to back (so both see the same load on a shared machine), then one side-by-side
-# table with ratios.
+# theirs back to back (so both see the same load on a shared machine), --rounds times over, then
+# one side-by-side table with ratios of the best of each. Each run's own table goes to
+# $BUILD_DIR/engine_vs_llamacpp.log.
 #
 # usage: bench/engine_vs_llamacpp.sh [--model GGUF] [--threads 1,2] [--prompt-tokens 128]
-#                                    [--decode-steps 32] [--reps 3]
+#                                    [--decode-steps 32] [--reps 3] [--rounds 2]
 # env:   BUILD_DIR (default build-bench): where bench/engine is built and where llama.cpp is
 #        built once, into $BUILD_DIR/llama-cpp-py (many minutes on 2 cores; reused after).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build-bench}
 model=$root/models/SmolLM2-135M-Instruct.Q4_1.gguf
-threads=1,2 prompt_tokens=128 decode_steps=32 reps=3
+threads=1,2 prompt_tokens=128 decode_steps=32 reps=3 rounds=2
 while [ $# -gt 0 ]; do
   case $1 in
     --model) model=$2; shift 2 ;;
@@ -20,7 +21,8 @@ while [ $# -gt 0 ]; do
     --prompt-tokens) prompt_tokens=$2; shift 2 ;;
     --decode-steps) decode_steps=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "engine_vs_llamacpp.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -42,16 +44,20 @@ if ! PYTHONPATH=$llama_py python3 -c 'import llama_cpp' 2>/dev/null; then
 fi
 
 results=$build/engine_vs_llamacpp.csv
-rm -f "$results"
+log=$build/engine_vs_llamacpp.log
+rm -f "$results" "$log"
 common=(--model "$model" --prompt-tokens "$prompt_tokens" --decode-steps "$decode_steps"
         --reps "$reps" --results "$results")
-for t in ${threads//,/ }; do
-  "$build/bench/engine" "${common[@]}" --threads "$t" --batch 1,8
-  echo
-  python3 "$root/bench/llamacpp_baseline.py" "${common[@]}" --threads "$t" \
-    --llama-cpp-path "$llama_py"
-  echo
+for round in $(seq "$rounds"); do
+  for t in ${threads//,/ }; do
+    echo "round $round, $t threads: pdserve" >&2
+    "$build/bench/engine" "${common[@]}" --threads "$t" --batch 1,8 >>"$log"
+    echo "round $round, $t threads: llama.cpp" >&2
+    python3 "$root/bench/llamacpp_baseline.py" "${common[@]}" --threads "$t" \
+      --llama-cpp-path "$llama_py" >>"$log"
+  done
 done
 echo "pdserve vs llama.cpp: $(basename "$model"), prompt $prompt_tokens tokens, $decode_steps" \
-     "decode steps, best of $reps, threads $threads"
+     "decode steps, best of $reps x $rounds rounds, $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 "$root/bench/engine_compare_table.py" "$results"
+echo "each run's table: $log"

@@ -1,0 +1,19 @@
+#pragma once
+// Conversions between wire messages (proto/) and the engine's plain structs.
+
+#include "absl/status/statusor.h"
+#include "common.pb.h"
+#include "common/kv/kv_layout.h"
+#include "common/sampling/sampler.h"
+
+namespace pdserve::rpc {
+
+// Absent fields take the SamplingParams defaults. Not validated: see ValidateSamplingParams.
+sampling::SamplingParams SamplingFromProto(const v1::SamplingOptions& options);
+v1::SamplingOptions SamplingToProto(const sampling::SamplingParams& params);
+
+v1::KvLayoutInfo KvLayoutToProto(const kv::KvLayout& layout);
+// InvalidArgument naming the field when the message is not a valid layout of this version.
+absl::StatusOr<kv::KvLayout> KvLayoutFromProto(const v1::KvLayoutInfo& info);
+
+}  // namespace pdserve::rpc
