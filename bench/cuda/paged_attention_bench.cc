@@ -161,10 +161,14 @@ int Main() {
 
   const Config configs[] = {
       {32, 4096, KvDtype::kBF16, 0, true},   {32, 4096, KvDtype::kF16, 0, true},
+      // Forced split lengths around the planner's choice (one wave of thread blocks).
       {32, 4096, KvDtype::kBF16, 128, false}, {32, 4096, KvDtype::kBF16, 256, false},
-      {32, 4096, KvDtype::kBF16, 512, false}, {32, 4096, KvDtype::kBF16, 1024, false},
+      {32, 4096, KvDtype::kBF16, 384, false}, {32, 4096, KvDtype::kBF16, 512, false},
+      {32, 4096, KvDtype::kBF16, 768, false}, {32, 4096, KvDtype::kBF16, 1024, false},
+      {32, 4096, KvDtype::kF16, 512, false},
       {1, 4096, KvDtype::kBF16, 0, false},   {32, 1024, KvDtype::kBF16, 0, false},
       {8, 16384, KvDtype::kBF16, 0, false},  {32, 4000, KvDtype::kBF16, 0, false},
+      {64, 2048, KvDtype::kBF16, 0, false},  {128, 1024, KvDtype::kBF16, 0, false},
   };
   int failures = 0;
   for (const Config& c : configs) failures += RunConfig(c, sh);

@@ -41,7 +41,8 @@ struct PagedDecodePlan {
 inline constexpr int kMaxDecodeSplitTokens = 1024;
 
 // split_tokens > 0 forces the split length (clamped to [1, kMaxDecodeSplitTokens]); 0 chooses
-// one that gives the device (n_multiprocessors; 0 = assume 132) a few thread blocks per SM.
+// the shortest split (a multiple of 64, at least 64) whose thread blocks still fit in one wave
+// on the device (n_multiprocessors; 0 = assume 132).
 PagedDecodePlan PlanPagedAttentionDecode(const PagedDecodeShape& shape, int n_multiprocessors,
                                          int split_tokens = 0);
 

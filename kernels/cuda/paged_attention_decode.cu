@@ -37,11 +37,13 @@ using detail::Widen8;
 constexpr int kThreads = 128;
 constexpr float kLog2e = 1.4426950408889634f;
 
-// Thread blocks of the split kernel resident per SM: 128 threads at <= 168 registers (the
-// kernel's launch bounds for G <= 3; ptxas, sm_90: 167 for bf16/f16 with G = 3, 211 with G = 4).
-// The planner sizes the grid to one wave of them, so that every block streams from the start
-// and none waits in a second wave.
-constexpr int kResidentBlocksPerSm = 3;
+// Thread blocks of the split kernel resident per SM, by registers (65536 per SM, 128 threads a
+// block): <= 168 a thread for G <= 3 (the kernel's launch bounds; ptxas, sm_90, CUDA 13.0: 162
+// for bf16/f16 with G = 3), else up to 255 (ptxas: 179 to 253 for G = 4, 6, 8). The planner
+// sizes the grid to one wave of them, so that every block streams from the start and none waits
+// in a second wave.
+constexpr int kResidentBlocksPerSmSmallG = 3;
+constexpr int ResidentBlocksPerSm(int g) { return g <= 3 ? kResidentBlocksPerSmSmallG : 2; }
 
 // K (and V) rows a thread loads per iteration: 2 × U 16-byte loads in flight per buffer.
 // Fewer for many heads per block (registers: q and the accumulators are G × 8 floats each) and
@@ -107,7 +109,7 @@ __host__ __device__ inline size_t SplitSmemBytes(int g, int split_tokens, int bl
 }
 
 template <typename KvT, int G>
-__global__ void __launch_bounds__(kThreads, G <= 3 ? kResidentBlocksPerSm : 1)
+__global__ void __launch_bounds__(kThreads, G <= 3 ? kResidentBlocksPerSmSmallG : 1)
     DecodeSplitKernel(DecodeParams p) {
   constexpr int U = kRowsPerThread<KvT, G>;
   PDSERVE_DYNAMIC_SMEM(smem);
@@ -446,7 +448,8 @@ PagedDecodePlan PlanPagedAttentionDecode(const PagedDecodeShape& shape, int n_mu
     // (a partial second wave streams with few loads in flight while the rest of the chip
     // idles). A split shorter than 64 positions costs more in its combine than it gains.
     const int64_t want_splits =
-        std::max<int64_t>(1, static_cast<int64_t>(kResidentBlocksPerSm) * sms / blocks_per_split);
+        std::max<int64_t>(1, static_cast<int64_t>(ResidentBlocksPerSm(g_tile)) * sms /
+                                  blocks_per_split);
     st = (max_ctx + want_splits - 1) / want_splits;
     st = (st + 63) / 64 * 64;
     st = std::clamp<int64_t>(st, 64, kMaxDecodeSplitTokens);
