@@ -1,0 +1,458 @@
+#include "decode_node/decode_scheduler.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "xxhash.h"
+
+namespace pdserve::decode {
+namespace {
+
+// How often a Reserve waiting for blocks re-checks its caller's cancellation.
+constexpr absl::Duration kReservePoll = absl::Milliseconds(20);
+
+bool IsTerminal(SequenceState state) {
+  return state == SequenceState::kFinished || state == SequenceState::kCancelled ||
+         state == SequenceState::kFailed;
+}
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+const char* SequenceStateName(SequenceState state) {
+  switch (state) {
+    case SequenceState::kWaitingForBlocks:
+      return "waiting for blocks";
+    case SequenceState::kAwaitingKv:
+      return "awaiting KV";
+    case SequenceState::kReady:
+      return "ready";
+    case SequenceState::kDecoding:
+      return "decoding";
+    case SequenceState::kFinished:
+      return "finished";
+    case SequenceState::kCancelled:
+      return "cancelled";
+    case SequenceState::kFailed:
+      return "failed";
+  }
+  return "unknown";
+}
+
+struct DecodeScheduler::Sequence {
+  DecodeSpec spec;
+  SequenceState state = SequenceState::kWaitingForBlocks;
+  kv::BlockTable table;            // reserved for prompt + max_tokens positions
+  bool blocks_held = false;        // table.blocks are allocated from the pool
+  bool in_step = false;            // a running Forward reads/writes table's blocks
+  std::vector<bool> kv_received;   // per prompt block
+  int64_t n_kv_received = 0;
+  std::vector<int32_t> tokens;     // prompt, then output; K/V cached for all but the last
+  int64_t n_output = 0;            // output tokens so far, counting index 0
+  int64_t prompt_tokens_computed = 0;
+  std::deque<SequenceEvent> events;  // for the consumer, in order
+};
+
+DecodeScheduler::DecodeScheduler(const model::ModelConfig& config, kv::KvBlockPool& pool,
+                                 engine::LlamaForward& forward, std::vector<int32_t> end_ids,
+                                 SchedulerOptions options)
+    : config_(config),
+      pool_(pool),
+      forward_(forward),
+      end_ids_(std::move(end_ids)),
+      options_(options) {
+  thread_ = std::thread([this] { Run(); });
+}
+
+DecodeScheduler::~DecodeScheduler() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+    for (auto& [id, seq] : sequences_) {
+      if (IsTerminal(seq->state) || seq->state == SequenceState::kWaitingForBlocks) continue;
+      SequenceEvent event;
+      event.kind = SequenceEvent::Kind::kError;
+      event.error = absl::UnavailableError("the decode worker is shutting down");
+      EndLocked(*seq, SequenceState::kCancelled, std::move(event));
+    }
+  }
+  work_cv_.notify_all();
+  events_cv_.notify_all();
+  thread_.join();
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto& seq : running_) FreeBlocksLocked(*seq);
+}
+
+bool DecodeScheduler::IsEndToken(int32_t token) const {
+  return std::find(end_ids_.begin(), end_ids_.end(), token) != end_ids_.end();
+}
+
+absl::StatusOr<int64_t> DecodeScheduler::Reserve(const DecodeSpec& spec, absl::Time deadline,
+                                                 const std::function<bool()>& is_cancelled) {
+  if (spec.request_id.empty()) return absl::InvalidArgumentError("request_id is empty");
+  if (spec.prompt_ids.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request '", spec.request_id, "': the prompt is empty"));
+  }
+  if (spec.max_tokens < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request '", spec.request_id, "': max_tokens must be at least 1, got ", spec.max_tokens));
+  }
+  const int64_t n_prompt = static_cast<int64_t>(spec.prompt_ids.size());
+  if (n_prompt + spec.max_tokens > config_.context_length) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request '", spec.request_id, "': prompt of ", n_prompt, " tokens + max_tokens ",
+        spec.max_tokens, " exceeds the model's context length of ", config_.context_length));
+  }
+  for (int32_t id : spec.prompt_ids) {
+    if (id < 0 || id >= config_.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("request '", spec.request_id,
+                                                     "': prompt token id ", id,
+                                                     " is outside the vocabulary [0, ",
+                                                     config_.vocab_size, ")"));
+    }
+  }
+  if (absl::Status s = sampling::ValidateSamplingParams(spec.sampling); !s.ok()) return s;
+
+  const int64_t block_size = pool_.layout().block_size;
+  const int64_t n_blocks = CeilDiv(n_prompt + spec.max_tokens, block_size);
+  if (n_blocks > pool_.n_total()) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "request '", spec.request_id, "' needs ", n_blocks, " KV blocks (", n_prompt,
+        " prompt + ", spec.max_tokens, " max tokens) but the whole pool has ", pool_.n_total()));
+  }
+
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (stop_) return absl::UnavailableError("the decode worker is shutting down");
+  if (sequences_.count(spec.request_id) > 0) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("request id '", spec.request_id, "' is already in use on this worker"));
+  }
+  auto seq = std::make_shared<Sequence>();
+  seq->spec = spec;
+  sequences_[spec.request_id] = seq;
+  ++n_waiting_for_blocks_;
+  absl::Status wait_status;
+  while (true) {
+    absl::StatusOr<std::vector<kv::BlockId>> blocks = pool_.Allocate(n_blocks);
+    if (blocks.ok()) {
+      seq->table.blocks = *std::move(blocks);
+      seq->blocks_held = true;
+      break;
+    }
+    if (!absl::IsResourceExhausted(blocks.status())) {
+      wait_status = blocks.status();
+    } else if (stop_) {
+      wait_status = absl::UnavailableError("the decode worker is shutting down");
+    } else if (is_cancelled && is_cancelled()) {
+      wait_status = absl::CancelledError(
+          absl::StrCat("request '", spec.request_id, "' cancelled while waiting for KV blocks"));
+    } else if (absl::Now() >= deadline) {
+      wait_status = absl::DeadlineExceededError(absl::StrCat(
+          "request '", spec.request_id, "': deadline passed while waiting for ", n_blocks,
+          " free KV blocks (", pool_.n_free(), " free)"));
+    }
+    if (!wait_status.ok()) break;
+    const absl::Time until = std::min(deadline, absl::Now() + kReservePoll);
+    events_cv_.wait_until(lock, absl::ToChronoTime(until));
+  }
+  --n_waiting_for_blocks_;
+  if (!wait_status.ok()) {
+    seq->state = SequenceState::kCancelled;
+    sequences_.erase(spec.request_id);
+    return wait_status;
+  }
+  seq->state = SequenceState::kAwaitingKv;
+  seq->kv_received.assign(CeilDiv(n_prompt, block_size), false);
+  seq->tokens = spec.prompt_ids;
+  return n_blocks;
+}
+
+absl::Status DecodeScheduler::InstallKv(const std::string& request_id, int64_t n_prompt_tokens,
+                                        absl::Span<const ReceivedBlock> blocks) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = sequences_.find(request_id);
+  if (it == sequences_.end()) {
+    return absl::NotFoundError(absl::StrCat("KV for unknown request id '", request_id, "'"));
+  }
+  Sequence& seq = *it->second;
+  if (seq.state != SequenceState::kAwaitingKv) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "request '", request_id, "' is not awaiting KV (it is ", SequenceStateName(seq.state), ")"));
+  }
+  const int64_t n_prompt = static_cast<int64_t>(seq.spec.prompt_ids.size());
+  if (n_prompt_tokens != n_prompt) {
+    return FailLocked(seq, absl::InvalidArgumentError(absl::StrCat(
+                               "request '", request_id, "': KV is for ", n_prompt_tokens,
+                               " prompt tokens but the request has ", n_prompt)));
+  }
+  const kv::KvLayout& layout = pool_.layout();
+  const int64_t n_prompt_blocks = static_cast<int64_t>(seq.kv_received.size());
+  for (const ReceivedBlock& block : blocks) {
+    const std::string where =
+        absl::StrCat("request '", request_id, "' KV block ", block.index, ": ");
+    if (block.index < 0 || block.index >= n_prompt_blocks) {
+      return FailLocked(seq, absl::InvalidArgumentError(absl::StrCat(
+                                 where, "index out of range [0, ", n_prompt_blocks, ")")));
+    }
+    if (seq.kv_received[block.index]) {
+      return FailLocked(seq,
+                        absl::InvalidArgumentError(absl::StrCat(where, "sent more than once")));
+    }
+    const int64_t want_tokens = std::min<int64_t>(layout.block_size,
+                                                  n_prompt - block.index * layout.block_size);
+    if (block.n_tokens != want_tokens) {
+      return FailLocked(seq, absl::InvalidArgumentError(absl::StrCat(
+                                 where, "n_tokens is ", block.n_tokens, ", expected ",
+                                 want_tokens)));
+    }
+    if (block.data.size() != layout.BlockBytes()) {
+      return FailLocked(seq, absl::InvalidArgumentError(absl::StrCat(
+                                 where, "data is ", block.data.size(), " bytes, the layout (",
+                                 layout.DebugString(), ") needs ", layout.BlockBytes())));
+    }
+    const uint64_t checksum = XXH3_64bits(block.data.data(), block.data.size());
+    if (checksum != block.checksum) {
+      return FailLocked(seq, absl::DataLossError(absl::StrCat(
+                                 where, "checksum mismatch (sent ", block.checksum,
+                                 ", computed ", checksum, ")")));
+    }
+    std::memcpy(pool_.BlockData(seq.table.blocks[block.index]), block.data.data(),
+                block.data.size());
+    seq.kv_received[block.index] = true;
+    ++seq.n_kv_received;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DecodeScheduler::CompleteKv(const std::string& request_id, int32_t first_token) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = sequences_.find(request_id);
+  if (it == sequences_.end()) {
+    return absl::NotFoundError(absl::StrCat("KV for unknown request id '", request_id, "'"));
+  }
+  Sequence& seq = *it->second;
+  if (seq.state != SequenceState::kAwaitingKv) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "request '", request_id, "' is not awaiting KV (it is ", SequenceStateName(seq.state), ")"));
+  }
+  const int64_t n_prompt_blocks = static_cast<int64_t>(seq.kv_received.size());
+  if (seq.n_kv_received != n_prompt_blocks) {
+    return FailLocked(seq, absl::InvalidArgumentError(absl::StrCat(
+                               "request '", request_id, "': the last KV chunk came after ",
+                               seq.n_kv_received, " of ", n_prompt_blocks, " prompt blocks")));
+  }
+  if (first_token < 0 || first_token >= config_.vocab_size) {
+    return FailLocked(seq, absl::InvalidArgumentError(absl::StrCat(
+                               "request '", request_id, "': first token ", first_token,
+                               " is outside the vocabulary [0, ", config_.vocab_size, ")")));
+  }
+  seq.table.n_tokens = static_cast<int64_t>(seq.spec.prompt_ids.size());
+  if (IsEndToken(first_token) && !seq.spec.ignore_eos) {
+    FinishLocked(seq, "eos");
+    return absl::OkStatus();
+  }
+  seq.tokens.push_back(first_token);
+  seq.n_output = 1;
+  if (seq.n_output >= seq.spec.max_tokens) {
+    FinishLocked(seq, "length");
+    return absl::OkStatus();
+  }
+  seq.state = SequenceState::kReady;
+  ready_.push_back(it->second);
+  work_cv_.notify_all();
+  return absl::OkStatus();
+}
+
+void DecodeScheduler::Fail(const std::string& request_id, const absl::Status& error) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = sequences_.find(request_id);
+  if (it == sequences_.end()) return;
+  Sequence& seq = *it->second;
+  if (IsTerminal(seq.state) || seq.state == SequenceState::kWaitingForBlocks) return;
+  (void)FailLocked(seq, error);
+}
+
+absl::Status DecodeScheduler::WaitEvents(const std::string& request_id, absl::Time until,
+                                         std::vector<SequenceEvent>* events) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  auto it = sequences_.find(request_id);
+  if (it == sequences_.end()) {
+    return absl::NotFoundError(absl::StrCat("unknown request id '", request_id, "'"));
+  }
+  std::shared_ptr<Sequence> seq = it->second;
+  events_cv_.wait_until(lock, absl::ToChronoTime(until),
+                        [&] { return !seq->events.empty() || stop_; });
+  while (!seq->events.empty()) {
+    events->push_back(std::move(seq->events.front()));
+    seq->events.pop_front();
+  }
+  return absl::OkStatus();
+}
+
+void DecodeScheduler::Release(const std::string& request_id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = sequences_.find(request_id);
+  if (it == sequences_.end()) return;
+  Sequence& seq = *it->second;
+  if (!IsTerminal(seq.state) && seq.state != SequenceState::kWaitingForBlocks) {
+    SequenceEvent event;
+    event.kind = SequenceEvent::Kind::kError;
+    event.error = absl::CancelledError(absl::StrCat("request '", request_id, "' cancelled"));
+    EndLocked(seq, SequenceState::kCancelled, std::move(event));
+  }
+  sequences_.erase(it);
+}
+
+SequenceState DecodeScheduler::StateOf(const std::string& request_id) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = sequences_.find(request_id);
+  return it == sequences_.end() ? SequenceState::kCancelled : it->second->state;
+}
+
+SchedulerLoad DecodeScheduler::Load() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  SchedulerLoad load;
+  load.queue_length = n_waiting_for_blocks_;
+  for (const auto& [id, seq] : sequences_) {
+    if (seq->state == SequenceState::kAwaitingKv || seq->state == SequenceState::kReady ||
+        seq->state == SequenceState::kDecoding) {
+      ++load.active_sequences;
+    }
+  }
+  load.free_kv_blocks = pool_.n_free();
+  load.total_kv_blocks = pool_.n_total();
+  return load;
+}
+
+int64_t DecodeScheduler::prompt_tokens_computed() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return prompt_tokens_computed_;
+}
+
+int64_t DecodeScheduler::max_batch_seen() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return max_batch_seen_;
+}
+
+void DecodeScheduler::FreeBlocksLocked(Sequence& seq) {
+  if (!seq.blocks_held) return;
+  if (absl::Status s = pool_.Free(seq.table.blocks); !s.ok()) {
+    // A double free is a bug in this class, never a peer's doing.
+    std::cerr << "pdserve-decode: freeing blocks of '" << seq.spec.request_id
+              << "' failed: " << s.message() << "\n";
+  }
+  seq.blocks_held = false;
+  seq.table.blocks.clear();
+  events_cv_.notify_all();  // a Reserve may be waiting for room
+}
+
+void DecodeScheduler::EndLocked(Sequence& seq, SequenceState state, SequenceEvent event) {
+  if (IsTerminal(seq.state)) return;
+  seq.state = state;
+  ready_.erase(std::remove_if(ready_.begin(), ready_.end(),
+                              [&](const std::shared_ptr<Sequence>& s) { return s.get() == &seq; }),
+               ready_.end());
+  if (!seq.in_step) FreeBlocksLocked(seq);  // else the scheduler thread frees after the step
+  seq.events.push_back(std::move(event));
+  events_cv_.notify_all();
+}
+
+absl::Status DecodeScheduler::FailLocked(Sequence& seq, absl::Status error) {
+  SequenceEvent event;
+  event.kind = SequenceEvent::Kind::kError;
+  event.error = error;
+  EndLocked(seq, SequenceState::kFailed, std::move(event));
+  return error;
+}
+
+void DecodeScheduler::FinishLocked(Sequence& seq, const char* reason) {
+  SequenceEvent event;
+  event.kind = SequenceEvent::Kind::kFinished;
+  event.finish_reason = reason;
+  event.completion_tokens = seq.n_output;
+  event.prompt_tokens_computed = seq.prompt_tokens_computed;
+  EndLocked(seq, SequenceState::kFinished, std::move(event));
+}
+
+void DecodeScheduler::Run() {
+  const int64_t vocab = config_.vocab_size;
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (true) {
+    work_cv_.wait(lock, [&] { return stop_ || !ready_.empty() || !running_.empty(); });
+    if (stop_) return;
+    // Between steps: ended sequences leave, ready ones join (arrival order, up to max_batch).
+    running_.erase(std::remove_if(running_.begin(), running_.end(),
+                                  [](const std::shared_ptr<Sequence>& s) {
+                                    return s->state != SequenceState::kDecoding;
+                                  }),
+                   running_.end());
+    while (static_cast<int>(running_.size()) < options_.max_batch && !ready_.empty()) {
+      std::shared_ptr<Sequence> seq = ready_.front();
+      ready_.pop_front();
+      seq->state = SequenceState::kDecoding;
+      running_.push_back(std::move(seq));
+    }
+    if (running_.empty()) continue;
+
+    // One token per sequence: the last chosen one, at the position after the cached ones.
+    std::vector<engine::BatchToken> batch;
+    batch.reserve(running_.size());
+    for (auto& seq : running_) {
+      const int64_t position = static_cast<int64_t>(seq->tokens.size()) - 1;
+      if (position < static_cast<int64_t>(seq->spec.prompt_ids.size())) {
+        ++seq->prompt_tokens_computed;  // never expected: the prompt's KV came from prefill
+        ++prompt_tokens_computed_;
+      }
+      seq->in_step = true;
+      batch.push_back(engine::BatchToken{seq->tokens.back(), position, &seq->table, true});
+    }
+    max_batch_seen_ = std::max<int64_t>(max_batch_seen_, static_cast<int64_t>(batch.size()));
+    std::vector<std::shared_ptr<Sequence>> stepped = running_;
+
+    lock.unlock();
+    const absl::Time step_start = absl::Now();
+    absl::StatusOr<std::vector<float>> logits = forward_.Forward(batch);
+    const absl::Duration pad = options_.min_step_duration - (absl::Now() - step_start);
+    if (pad > absl::ZeroDuration()) absl::SleepFor(pad);
+    lock.lock();
+
+    for (size_t i = 0; i < stepped.size(); ++i) {
+      Sequence& seq = *stepped[i];
+      seq.in_step = false;
+      if (seq.state != SequenceState::kDecoding) {  // ended during the step
+        FreeBlocksLocked(seq);
+        continue;
+      }
+      if (!logits.ok()) {
+        (void)FailLocked(seq, absl::InternalError(absl::StrCat(
+                                  "decode step failed: ", logits.status().message())));
+        continue;
+      }
+      const int64_t n_tokens = static_cast<int64_t>(seq.tokens.size());
+      seq.table.n_tokens = n_tokens;
+      const absl::Span<const float> row(logits->data() + i * vocab, vocab);
+      const int32_t next = sampling::SampleToken(row, seq.spec.sampling, n_tokens, seq.tokens);
+      if (IsEndToken(next) && !seq.spec.ignore_eos) {
+        FinishLocked(seq, "eos");
+        continue;
+      }
+      seq.tokens.push_back(next);
+      SequenceEvent event;
+      event.kind = SequenceEvent::Kind::kToken;
+      event.token_id = next;
+      event.index = seq.n_output;
+      seq.events.push_back(event);
+      ++seq.n_output;
+      if (seq.n_output >= seq.spec.max_tokens) FinishLocked(seq, "length");
+    }
+    events_cv_.notify_all();
+  }
+}
+
+}  // namespace pdserve::decode
