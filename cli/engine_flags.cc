@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/kv/kv_layout.h"
+#include "common/tokenizer/chat_prompt.h"
 
 namespace pdserve::cli {
 
@@ -61,12 +62,7 @@ absl::StatusOr<std::vector<int32_t>> PromptIdsFromFlags(const ArgParser& parser,
   std::vector<tokenizer::ChatMessage> messages;
   if (parser.Has("system")) messages.push_back({"system", parser.GetString("system")});
   messages.push_back({"user", prompt});
-  absl::StatusOr<std::string> text = engine.chat_template()->Render(messages, true);
-  if (!text.ok()) return text.status();
-  // As Hugging Face's apply_chat_template: the template writes every special token itself.
-  options.parse_special = true;
-  options.add_bos = false;
-  return engine.tokenizer().Encode(*text, options);
+  return tokenizer::EncodeChatPrompt(engine.tokenizer(), *engine.chat_template(), messages);
 }
 
 }  // namespace pdserve::cli

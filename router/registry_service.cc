@@ -1,0 +1,35 @@
+#include "router/registry_service.h"
+
+#include <cstdio>
+
+#include "common/rpc/grpc_status.h"
+
+namespace pdserve::router {
+
+grpc::Status RegistryService::RegisterWorker(grpc::ServerContext* context,
+                                             const v1::RegisterWorkerRequest* request,
+                                             v1::RegisterWorkerResponse* response) {
+  WorkerRegistration registration;
+  registration.worker_id = request->worker_id();
+  registration.role = request->role();
+  registration.address = request->address();
+  registration.load = request->load();
+  registration.kv_layout = request->kv_layout();
+  registration.model_name = request->model_name();
+  absl::Status status = registry_.Register(registration);
+  if (status.ok()) {
+    response->set_heartbeat_interval_ms(heartbeat_interval_ms_);
+    std::fprintf(stderr, "router: worker %s (%s) registered at %s\n", request->worker_id().c_str(),
+                 v1::WorkerRole_Name(request->role()).c_str(), request->address().c_str());
+  }
+  return rpc::ToGrpcStatus(status);
+}
+
+grpc::Status RegistryService::Heartbeat(grpc::ServerContext* context,
+                                        const v1::HeartbeatRequest* request,
+                                        v1::HeartbeatResponse* response) {
+  response->set_registered(registry_.Heartbeat(request->worker_id(), request->load()));
+  return grpc::Status::OK;
+}
+
+}  // namespace pdserve::router

@@ -1,0 +1,107 @@
+// pdserve-router: the cluster's front door. Serves Router (the public API) and WorkerRegistry
+// (workers register and heartbeat) on one port, with gRPC health checking and reflection.
+
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "absl/time/clock.h"
+#include "cli/arg_parser.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "router/registry_service.h"
+#include "router/router_model.h"
+#include "router/router_service.h"
+#include "router/router_stats.h"
+#include "router/worker_registry.h"
+
+namespace {
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "pdserve-router: %s\n", message.c_str());
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace pdserve;
+  cli::ArgParser parser;
+  parser.AddString("listen", "HOST:PORT to serve on (port 0: pick one; default 127.0.0.1:0)");
+  parser.AddString("model", "model file (GGUF, or a llama2.c .bin): only its tokenizer, chat "
+                            "template and context length are read");
+  parser.AddString("tokenizer", "tokenizer file for a llama2.c checkpoint (tok512.bin)");
+  parser.AddString("heartbeat-timeout-ms",
+                   "a worker silent this long is out of rotation (default 3000)");
+  parser.AddString("heartbeat-interval-ms", "how often workers are told to heartbeat (default 1000)");
+  parser.AddString("max-request-seconds",
+                   "upper bound on one request's worker calls (default 600)");
+  parser.AddBool("help", "show this help");
+  if (absl::Status s = parser.Parse(argc, argv); !s.ok()) {
+    std::fprintf(stderr, "%s\n%s", std::string(s.message()).c_str(),
+                 parser.Usage("pdserve-router").c_str());
+    return 2;
+  }
+  if (parser.GetBool("help")) {
+    std::fprintf(stdout, "%s", parser.Usage("pdserve-router").c_str());
+    return 0;
+  }
+  if (parser.GetString("model").empty()) return Fail("--model is required");
+  absl::StatusOr<int64_t> timeout_ms = parser.GetInt("heartbeat-timeout-ms", 3000);
+  if (!timeout_ms.ok()) return Fail(std::string(timeout_ms.status().message()));
+  if (*timeout_ms < 1) return Fail("--heartbeat-timeout-ms must be >= 1");
+  absl::StatusOr<int64_t> interval_ms = parser.GetInt("heartbeat-interval-ms", 1000);
+  if (!interval_ms.ok()) return Fail(std::string(interval_ms.status().message()));
+  if (*interval_ms < 1 || *interval_ms > 3600000) {
+    return Fail("--heartbeat-interval-ms must be in [1, 3600000]");
+  }
+  absl::StatusOr<double> max_request_seconds = parser.GetDouble("max-request-seconds", 600);
+  if (!max_request_seconds.ok()) return Fail(std::string(max_request_seconds.status().message()));
+  if (!(*max_request_seconds > 0)) return Fail("--max-request-seconds must be > 0");
+
+  absl::StatusOr<router::RouterModel> model =
+      router::LoadRouterModel(parser.GetString("model"), parser.GetString("tokenizer"));
+  if (!model.ok()) return Fail(std::string(model.status().message()));
+
+  // Signals are taken by sigwait below, not by whichever thread gRPC happens to run.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  const router::Clock clock = [] { return absl::Now(); };
+  router::WorkerRegistry registry(absl::Milliseconds(*timeout_ms), clock);
+  router::RouterStats stats(clock);
+  router::RouterOptions options;
+  options.max_request_time = absl::Seconds(*max_request_seconds);
+  router::RouterService router_service(*model, registry, stats, clock, options);
+  router::RegistryService registry_service(registry, static_cast<int>(*interval_ms));
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  const std::string listen = parser.GetString("listen", "127.0.0.1:0");
+  int port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&router_service);
+  builder.RegisterService(&registry_service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) return Fail("cannot listen on " + listen);
+  server->GetHealthCheckService()->SetServingStatus(true);
+  const std::string host = listen.substr(0, listen.rfind(':'));
+  std::fprintf(stderr, "listening on %s:%d\n", host.c_str(), port);
+  std::fflush(stderr);
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  std::fprintf(stderr, "pdserve-router: signal %d, shutting down\n", signal_number);
+  server->GetHealthCheckService()->SetServingStatus(false);
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  server->Wait();
+  return 0;
+}

@@ -1,0 +1,87 @@
+#pragma once
+// The router's view of its workers: who registered, where they listen, their KV layout and
+// their load as of the last heartbeat. A worker whose last heartbeat is older than the timeout
+// is out of rotation (healthy = false) until a heartbeat arrives again.
+//
+// Thread-safe: every method takes the registry's one mutex.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "common.pb.h"
+#include "router.pb.h"
+
+namespace pdserve::router {
+
+// Injectable so that tests can move time by hand.
+using Clock = std::function<absl::Time()>;
+
+struct WorkerRegistration {
+  std::string worker_id;
+  v1::WorkerRole role = v1::WORKER_ROLE_UNSPECIFIED;
+  std::string address;  // host:port
+  v1::WorkerLoad load;
+  v1::KvLayoutInfo kv_layout;  // decode workers: block_size must be >= 1
+  std::string model_name;
+};
+
+// One worker as the selection rules see it.
+struct WorkerSnapshot {
+  std::string worker_id;
+  v1::WorkerRole role = v1::WORKER_ROLE_UNSPECIFIED;
+  std::string address;
+  bool healthy = false;
+  v1::WorkerLoad load;  // as of the last heartbeat
+  v1::KvLayoutInfo kv_layout;
+  std::string model_name;
+  double seconds_since_heartbeat = 0;
+  // Requests the router sent since the last heartbeat (the load report does not count them yet).
+  int64_t dispatched_since_heartbeat = 0;
+  // KV blocks those requests reserve (decode workers).
+  int64_t blocks_dispatched_since_heartbeat = 0;
+
+  v1::WorkerInfo ToProto() const;
+};
+
+class WorkerRegistry {
+ public:
+  WorkerRegistry(absl::Duration heartbeat_timeout, Clock clock);
+
+  // Adds the worker or replaces its earlier registration (a restarted worker). InvalidArgument
+  // naming the field for an empty id or address, an unspecified role, or a decode worker without
+  // a KV block size.
+  absl::Status Register(const WorkerRegistration& registration);
+
+  // Records the load and marks the worker alive. False when the worker is not registered (it
+  // should register again).
+  bool Heartbeat(const std::string& worker_id, const v1::WorkerLoad& load);
+
+  // Counts a request the router sends to the worker until its next heartbeat reports it.
+  void NoteDispatched(const std::string& worker_id, int64_t kv_blocks);
+
+  // Every registered worker, ordered by id.
+  std::vector<WorkerSnapshot> Snapshot() const;
+
+  absl::Duration heartbeat_timeout() const { return heartbeat_timeout_; }
+
+ private:
+  struct Entry {
+    WorkerRegistration registration;
+    absl::Time last_heartbeat;
+    int64_t dispatched_since_heartbeat = 0;
+    int64_t blocks_dispatched_since_heartbeat = 0;
+  };
+
+  const absl::Duration heartbeat_timeout_;
+  const Clock clock_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, Entry> workers_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace pdserve::router

@@ -1,0 +1,188 @@
+// WorkerRegistry liveness with a hand-moved clock, and the worker selection rules.
+
+#include "router/worker_registry.h"
+
+#include <gtest/gtest.h>
+
+#include "router/worker_selection.h"
+
+namespace pdserve::router {
+namespace {
+
+struct FakeClock {
+  absl::Time now = absl::FromUnixSeconds(1000);
+  Clock AsClock() {
+    return [this] { return now; };
+  }
+};
+
+v1::WorkerLoad Load(int queue, int active, int64_t free_blocks, int64_t total_blocks) {
+  v1::WorkerLoad load;
+  load.set_queue_length(queue);
+  load.set_active_sequences(active);
+  load.set_free_kv_blocks(free_blocks);
+  load.set_total_kv_blocks(total_blocks);
+  return load;
+}
+
+WorkerRegistration Prefill(const std::string& id, v1::WorkerLoad load = {}) {
+  WorkerRegistration r;
+  r.worker_id = id;
+  r.role = v1::WORKER_ROLE_PREFILL;
+  r.address = "127.0.0.1:1";
+  r.load = load;
+  return r;
+}
+
+WorkerRegistration Decode(const std::string& id, v1::WorkerLoad load, int block_size = 16) {
+  WorkerRegistration r;
+  r.worker_id = id;
+  r.role = v1::WORKER_ROLE_DECODE;
+  r.address = "127.0.0.1:2";
+  r.load = load;
+  r.kv_layout.set_block_size(block_size);
+  r.kv_layout.set_dtype("f32");
+  return r;
+}
+
+const WorkerSnapshot* Find(const std::vector<WorkerSnapshot>& workers, const std::string& id) {
+  for (const WorkerSnapshot& w : workers) {
+    if (w.worker_id == id) return &w;
+  }
+  return nullptr;
+}
+
+TEST(WorkerRegistryTest, MissedHeartbeatsTakeAWorkerOutOfRotationUntilOneArrives) {
+  FakeClock clock;
+  WorkerRegistry registry(absl::Milliseconds(3000), clock.AsClock());
+  ASSERT_TRUE(registry.Register(Prefill("p1")).ok());
+  ASSERT_TRUE(registry.Register(Decode("d1", Load(0, 0, 10, 10))).ok());
+  EXPECT_TRUE(Find(registry.Snapshot(), "p1")->healthy);
+  EXPECT_TRUE(SelectPrefillWorker(registry.Snapshot()).ok());
+
+  clock.now += absl::Milliseconds(2000);
+  EXPECT_TRUE(registry.Heartbeat("d1", Load(0, 0, 10, 10)));
+  clock.now += absl::Milliseconds(1500);  // p1 silent 3.5 s, d1 1.5 s
+  std::vector<WorkerSnapshot> workers = registry.Snapshot();
+  EXPECT_FALSE(Find(workers, "p1")->healthy);
+  EXPECT_DOUBLE_EQ(Find(workers, "p1")->seconds_since_heartbeat, 3.5);
+  EXPECT_TRUE(Find(workers, "d1")->healthy);
+  absl::StatusOr<WorkerSnapshot> none = SelectPrefillWorker(workers);
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(none.status().message().find("healthy"), std::string::npos);
+
+  EXPECT_TRUE(registry.Heartbeat("p1", Load(2, 1, 0, 0)));
+  workers = registry.Snapshot();
+  EXPECT_TRUE(Find(workers, "p1")->healthy);
+  EXPECT_EQ(Find(workers, "p1")->load.queue_length(), 2);
+  absl::StatusOr<WorkerSnapshot> back = SelectPrefillWorker(workers);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->worker_id, "p1");
+}
+
+TEST(WorkerRegistryTest, ExactlyAtTheTimeoutIsStillHealthy) {
+  FakeClock clock;
+  WorkerRegistry registry(absl::Milliseconds(100), clock.AsClock());
+  ASSERT_TRUE(registry.Register(Prefill("p1")).ok());
+  clock.now += absl::Milliseconds(100);
+  EXPECT_TRUE(registry.Snapshot()[0].healthy);
+  clock.now += absl::Milliseconds(1);
+  EXPECT_FALSE(registry.Snapshot()[0].healthy);
+}
+
+TEST(WorkerRegistryTest, UnknownWorkerHeartbeatIsNotRegistered) {
+  FakeClock clock;
+  WorkerRegistry registry(absl::Seconds(3), clock.AsClock());
+  EXPECT_FALSE(registry.Heartbeat("ghost", Load(0, 0, 0, 0)));
+  EXPECT_TRUE(registry.Snapshot().empty());
+}
+
+TEST(WorkerRegistryTest, RejectsBadRegistrationsAndRecordsKvLayout) {
+  FakeClock clock;
+  WorkerRegistry registry(absl::Seconds(3), clock.AsClock());
+  WorkerRegistration no_id = Prefill("");
+  EXPECT_EQ(registry.Register(no_id).code(), absl::StatusCode::kInvalidArgument);
+  WorkerRegistration no_address = Prefill("p");
+  no_address.address.clear();
+  EXPECT_EQ(registry.Register(no_address).code(), absl::StatusCode::kInvalidArgument);
+  WorkerRegistration no_role = Prefill("p");
+  no_role.role = v1::WORKER_ROLE_UNSPECIFIED;
+  EXPECT_EQ(registry.Register(no_role).code(), absl::StatusCode::kInvalidArgument);
+  absl::Status no_block = registry.Register(Decode("d", Load(0, 0, 1, 1), /*block_size=*/0));
+  EXPECT_EQ(no_block.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(no_block.message().find("'d'"), std::string::npos);
+  EXPECT_TRUE(registry.Snapshot().empty());
+
+  ASSERT_TRUE(registry.Register(Decode("d", Load(0, 0, 1, 1), 32)).ok());
+  std::vector<WorkerSnapshot> workers = registry.Snapshot();
+  ASSERT_EQ(workers.size(), 1u);
+  EXPECT_EQ(workers[0].kv_layout.block_size(), 32);
+  EXPECT_EQ(workers[0].ToProto().kv_layout().dtype(), "f32");
+}
+
+TEST(WorkerSelectionTest, PrefillPicksLeastLoadedCountingDispatchesSinceHeartbeat) {
+  FakeClock clock;
+  WorkerRegistry registry(absl::Seconds(3), clock.AsClock());
+  ASSERT_TRUE(registry.Register(Prefill("p-b", Load(1, 1, 0, 0))).ok());  // load 2
+  ASSERT_TRUE(registry.Register(Prefill("p-a", Load(0, 1, 0, 0))).ok());  // load 1
+  ASSERT_TRUE(registry.Register(Prefill("p-c", Load(5, 0, 0, 0))).ok());  // load 5
+  EXPECT_EQ(SelectPrefillWorker(registry.Snapshot())->worker_id, "p-a");
+  registry.NoteDispatched("p-a", 0);  // load 2: ties with p-b, the lower id wins
+  EXPECT_EQ(SelectPrefillWorker(registry.Snapshot())->worker_id, "p-a");
+  registry.NoteDispatched("p-a", 0);  // load 3
+  EXPECT_EQ(SelectPrefillWorker(registry.Snapshot())->worker_id, "p-b");
+  // A heartbeat reports the load afresh and clears the router's own count.
+  ASSERT_TRUE(registry.Heartbeat("p-a", Load(0, 0, 0, 0)));
+  EXPECT_EQ(SelectPrefillWorker(registry.Snapshot())->worker_id, "p-a");
+}
+
+TEST(WorkerSelectionTest, DecodePicksMostFreeBlocksThatFit) {
+  FakeClock clock;
+  WorkerRegistry registry(absl::Seconds(3), clock.AsClock());
+  ASSERT_TRUE(registry.Register(Decode("d-a", Load(0, 0, 10, 100))).ok());
+  ASSERT_TRUE(registry.Register(Decode("d-b", Load(0, 0, 30, 100))).ok());
+  ASSERT_TRUE(registry.Register(Decode("d-c", Load(0, 0, 30, 100))).ok());
+  EXPECT_EQ(KvBlocksNeeded(33, 16), 3);
+  EXPECT_EQ(KvBlocksNeeded(32, 16), 2);
+  EXPECT_EQ(SelectDecodeWorker(registry.Snapshot(), 100)->worker_id, "d-b");  // tie → lowest id
+  registry.NoteDispatched("d-b", 25);  // d-b: 5 free now
+  EXPECT_EQ(SelectDecodeWorker(registry.Snapshot(), 100)->worker_id, "d-c");
+  // 480 tokens = 30 blocks: only d-c fits now.
+  EXPECT_EQ(SelectDecodeWorker(registry.Snapshot(), 480)->worker_id, "d-c");
+  registry.NoteDispatched("d-c", 25);
+  // Nobody fits 30 blocks now, but everyone's total does: the most free (d-a, 10) waits for room.
+  EXPECT_EQ(SelectDecodeWorker(registry.Snapshot(), 480)->worker_id, "d-a");
+  // More than any worker holds in total: UNAVAILABLE naming the numbers.
+  absl::StatusOr<WorkerSnapshot> too_big = SelectDecodeWorker(registry.Snapshot(), 1601);
+  ASSERT_FALSE(too_big.ok());
+  EXPECT_EQ(too_big.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(too_big.status().message().find("101 KV blocks"), std::string::npos)
+      << too_big.status().message();
+}
+
+TEST(WorkerSelectionTest, DecodeUsesEachWorkersBlockSizeAndSkipsUnhealthy) {
+  FakeClock clock;
+  WorkerRegistry registry(absl::Seconds(3), clock.AsClock());
+  ASSERT_TRUE(registry.Register(Decode("d-small-blocks", Load(0, 0, 9, 9), 4)).ok());
+  ASSERT_TRUE(registry.Register(Decode("d-big-blocks", Load(0, 0, 3, 3), 32)).ok());
+  // 40 tokens: 10 blocks of 4 (does not fit 9), 2 blocks of 32 (fits).
+  EXPECT_EQ(SelectDecodeWorker(registry.Snapshot(), 40)->worker_id, "d-big-blocks");
+  clock.now += absl::Seconds(2);
+  ASSERT_TRUE(registry.Heartbeat("d-small-blocks", Load(0, 0, 9, 9)));
+  clock.now += absl::Seconds(2);  // d-big-blocks is stale
+  EXPECT_EQ(SelectDecodeWorker(registry.Snapshot(), 36)->worker_id, "d-small-blocks");
+  EXPECT_EQ(SelectDecodeWorker(registry.Snapshot(), 40).status().code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST(WorkerSelectionTest, NoWorkersIsUnavailable) {
+  std::vector<WorkerSnapshot> none;
+  EXPECT_EQ(SelectPrefillWorker(none).status().code(), absl::StatusCode::kUnavailable);
+  absl::StatusOr<WorkerSnapshot> decode = SelectDecodeWorker(none, 10);
+  EXPECT_EQ(decode.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(decode.status().message().find("no decode worker"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pdserve::router
