@@ -1,0 +1,148 @@
+#include "common/rpc/worker_heartbeat.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/support/channel_arguments.h"
+
+namespace pdserve::rpc {
+namespace {
+
+// gRPC's default reconnect backoff grows to minutes; a worker must notice a router that comes
+// back within a second or so.
+std::shared_ptr<grpc::Channel> NewRouterChannel(const std::string& address) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
+}  // namespace
+
+WorkerHeartbeat::WorkerHeartbeat(WorkerHeartbeatOptions options, WorkerLoadFn load)
+    : options_(std::move(options)),
+      load_(std::move(load)),
+      stub_(v1::WorkerRegistry::NewStub(NewRouterChannel(options_.router_address))),
+      interval_(options_.default_heartbeat_interval) {}
+
+WorkerHeartbeat::~WorkerHeartbeat() { Stop(); }
+
+absl::Status WorkerHeartbeat::Start() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (started_ || stop_) {
+    return absl::FailedPreconditionError("the heartbeat client was already started or stopped");
+  }
+  started_ = true;
+  thread_ = std::thread([this] { Loop(); });
+  const bool ok = cv_.wait_for(lock, options_.register_timeout,
+                               [this] { return registered_.load() || stop_; });
+  if (ok && registered_.load()) return absl::OkStatus();
+  return absl::DeadlineExceededError(absl::StrCat(
+      "worker ", options_.worker_id, " could not register with the router at ",
+      options_.router_address, " within ", options_.register_timeout.count(),
+      " ms: ", last_error_.empty() ? "stopped" : last_error_));
+}
+
+void WorkerHeartbeat::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+    if (in_flight_ != nullptr) in_flight_->TryCancel();
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::chrono::milliseconds WorkerHeartbeat::heartbeat_interval() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return interval_;
+}
+
+std::unique_ptr<grpc::ClientContext> WorkerHeartbeat::NewContext() {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() + options_.rpc_timeout);
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (stop_) return nullptr;
+  in_flight_ = context.get();
+  return context;
+}
+
+void WorkerHeartbeat::ForgetContext() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  in_flight_ = nullptr;
+}
+
+bool WorkerHeartbeat::WaitOrStop(std::chrono::milliseconds d) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  return cv_.wait_for(lock, d, [this] { return stop_; });
+}
+
+bool WorkerHeartbeat::TryRegister() {
+  v1::RegisterWorkerRequest request;
+  request.set_worker_id(options_.worker_id);
+  request.set_role(options_.role);
+  request.set_address(options_.advertised_address);
+  if (load_) *request.mutable_load() = load_();
+  *request.mutable_kv_layout() = options_.kv_layout;
+  request.set_model_name(options_.model_name);
+  v1::RegisterWorkerResponse response;
+  std::unique_ptr<grpc::ClientContext> context = NewContext();
+  if (context == nullptr) return false;
+  const grpc::Status status = stub_->RegisterWorker(context.get(), request, &response);
+  ForgetContext();
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!status.ok()) {
+    last_error_ = absl::StrCat("RegisterWorker: ", status.error_message(), " (code ",
+                               static_cast<int>(status.error_code()), ")");
+    return false;
+  }
+  interval_ = response.heartbeat_interval_ms() > 0
+                  ? std::chrono::milliseconds(response.heartbeat_interval_ms())
+                  : options_.default_heartbeat_interval;
+  ++n_registrations_;
+  registered_ = true;
+  cv_.notify_all();
+  return true;
+}
+
+bool WorkerHeartbeat::TryHeartbeat() {
+  v1::HeartbeatRequest request;
+  request.set_worker_id(options_.worker_id);
+  if (load_) *request.mutable_load() = load_();
+  v1::HeartbeatResponse response;
+  std::unique_ptr<grpc::ClientContext> context = NewContext();
+  if (context == nullptr) return false;
+  const grpc::Status status = stub_->Heartbeat(context.get(), request, &response);
+  ForgetContext();
+  if (!status.ok()) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    last_error_ = absl::StrCat("Heartbeat: ", status.error_message(), " (code ",
+                               static_cast<int>(status.error_code()), ")");
+    return false;
+  }
+  ++n_heartbeats_;
+  if (!response.registered()) registered_ = false;
+  return true;
+}
+
+void WorkerHeartbeat::Loop() {
+  while (true) {
+    if (!registered_.load()) {
+      if (TryRegister()) continue;
+      if (WaitOrStop(options_.register_retry)) return;
+      continue;
+    }
+    if (WaitOrStop(heartbeat_interval())) return;
+    if (!TryHeartbeat()) {
+      // The router did not answer: it may have restarted with an empty table, so register
+      // again (every register_retry) until it answers.
+      registered_ = false;
+    }
+  }
+}
+
+}  // namespace pdserve::rpc

@@ -1,0 +1,91 @@
+#pragma once
+// A worker's side of the router's WorkerRegistry: register at start-up, then heartbeat with the
+// current load on a thread of its own; register again whenever the router forgets the worker
+// (it answers registered=false, e.g. after a restart) or a heartbeat fails (the router went away:
+// when it is back, the worker is in its table again). Used by prefill and decode workers alike.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "common.pb.h"
+#include "router.pb.h"
+#include "worker.grpc.pb.h"
+
+namespace pdserve::rpc {
+
+struct WorkerHeartbeatOptions {
+  std::string router_address;      // host:port of the router's WorkerRegistry
+  std::string worker_id;
+  v1::WorkerRole role = v1::WORKER_ROLE_UNSPECIFIED;
+  std::string advertised_address;  // host:port the router gives to others for this worker
+  v1::KvLayoutInfo kv_layout;
+  std::string model_name;
+  // Registration attempts are this far apart while the router does not answer.
+  std::chrono::milliseconds register_retry{200};
+  // Start() gives up waiting for the first registration after this long.
+  std::chrono::milliseconds register_timeout{30000};
+  // Deadline of each RegisterWorker / Heartbeat call.
+  std::chrono::milliseconds rpc_timeout{1000};
+  // Used when the router answers heartbeat_interval_ms <= 0.
+  std::chrono::milliseconds default_heartbeat_interval{1000};
+};
+
+// Returns the worker's load now; called on the heartbeat thread, so it must be thread-safe.
+using WorkerLoadFn = std::function<v1::WorkerLoad()>;
+
+class WorkerHeartbeat {
+ public:
+  WorkerHeartbeat(WorkerHeartbeatOptions options, WorkerLoadFn load);
+  WorkerHeartbeat(const WorkerHeartbeat&) = delete;
+  WorkerHeartbeat& operator=(const WorkerHeartbeat&) = delete;
+  ~WorkerHeartbeat();  // Stop()
+
+  // Starts the thread and waits until the router has accepted the registration: OK, or
+  // DeadlineExceeded naming the router and the last error after register_timeout (the thread
+  // keeps trying until Stop()). FailedPrecondition when called twice or after Stop().
+  absl::Status Start();
+  // Ends the thread promptly (an RPC in flight is cancelled). Idempotent.
+  void Stop();
+
+  bool registered() const { return registered_.load(); }
+  int64_t n_registrations() const { return n_registrations_.load(); }  // accepted ones
+  int64_t n_heartbeats() const { return n_heartbeats_.load(); }        // answered ones
+  std::chrono::milliseconds heartbeat_interval() const;
+
+ private:
+  void Loop();
+  // One RPC each; false when the router did not answer (or the call was cancelled by Stop()).
+  bool TryRegister();
+  bool TryHeartbeat();  // sets registered_ = false when the router has forgotten this worker
+  // Makes a context for one call and remembers it so that Stop() can cancel it.
+  std::unique_ptr<grpc::ClientContext> NewContext();
+  void ForgetContext();
+  // Waits up to `d` or until Stop(); true when stopping.
+  bool WaitOrStop(std::chrono::milliseconds d);
+
+  const WorkerHeartbeatOptions options_;
+  const WorkerLoadFn load_;
+  std::unique_ptr<v1::WorkerRegistry::Stub> stub_;
+  std::thread thread_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;             // stop_ or registered_ changed
+  bool started_ = false;                   // guarded by mutex_
+  bool stop_ = false;                      // guarded by mutex_
+  grpc::ClientContext* in_flight_ = nullptr;  // guarded by mutex_
+  std::string last_error_;                 // guarded by mutex_
+  std::chrono::milliseconds interval_;     // guarded by mutex_
+
+  std::atomic<bool> registered_{false};
+  std::atomic<int64_t> n_registrations_{0};
+  std::atomic<int64_t> n_heartbeats_{0};
+};
+
+}  // namespace pdserve::rpc

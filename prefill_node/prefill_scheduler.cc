@@ -1,0 +1,361 @@
+#include "prefill_node/prefill_scheduler.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/kv/block_key.h"
+#include "common/rpc/proto_convert.h"
+#include "xxhash.h"
+
+namespace pdserve::prefill {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr std::chrono::milliseconds kPollInterval{20};
+
+double SecondsBetween(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+std::string KeyBytes(const kv::BlockKey& key) {
+  std::string bytes(16, '\0');
+  for (int i = 0; i < 8; ++i) {
+    bytes[i] = static_cast<char>((key.low >> (8 * i)) & 0xff);
+    bytes[8 + i] = static_cast<char>((key.high >> (8 * i)) & 0xff);
+  }
+  return bytes;
+}
+
+}  // namespace
+
+struct PrefillScheduler::Job {
+  enum class State { kQueued, kRunning, kDone };
+
+  PrefillJob request;
+  Clock::time_point enqueued;
+  State state = State::kQueued;          // guarded by the scheduler's mutex_
+  absl::StatusOr<PrefillOutcome> result;  // set on kDone; guarded by the scheduler's mutex_
+  std::atomic<bool> cancelled{false};     // the caller gave up (or the scheduler is stopping)
+  absl::Status cancel_reason;             // guarded by the scheduler's mutex_
+
+  // The stream while it is open, so that a cancelling caller can break a blocked Send.
+  std::mutex sink_mutex;
+  KvSink* sink = nullptr;  // guarded by sink_mutex
+
+  void CancelSink() {
+    std::lock_guard<std::mutex> lock(sink_mutex);
+    if (sink != nullptr) sink->Cancel();
+  }
+};
+
+PrefillScheduler::PrefillScheduler(engine::Engine& engine, KvSinkFactory& sinks,
+                                   PrefillSchedulerOptions options)
+    : engine_(engine),
+      sinks_(sinks),
+      options_(std::move(options)),
+      chunk_blocks_([&] {
+        const size_t block_bytes = engine.kv_pool().layout().BlockBytes();
+        const int by_bytes =
+            static_cast<int>(std::max<size_t>(1, options_.max_chunk_bytes / block_bytes));
+        return std::max(1, std::min(options_.max_chunk_blocks, by_bytes));
+      }()) {
+  const int n = std::max(1, options_.n_executors);
+  for (int i = 0; i < n; ++i) executors_.emplace_back([this] { ExecutorLoop(); });
+}
+
+PrefillScheduler::~PrefillScheduler() { Shutdown(); }
+
+void PrefillScheduler::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_ && executors_.empty()) return;
+    stopping_ = true;
+    for (const std::shared_ptr<Job>& job : queue_) {
+      job->state = Job::State::kDone;
+      job->result = absl::UnavailableError(
+          absl::StrCat("prefill worker is shutting down; request ", job->request.request_id,
+                       " was not started"));
+    }
+    queue_.clear();
+    for (const std::shared_ptr<Job>& job : running_) {
+      job->cancel_reason = absl::UnavailableError("prefill worker is shutting down");
+      job->cancelled = true;
+      job->CancelSink();
+    }
+  }
+  work_cv_.notify_all();
+  done_cv_.notify_all();
+  blocks_cv_.notify_all();
+  for (std::thread& t : executors_) t.join();
+  std::lock_guard<std::mutex> lock(mutex_);
+  executors_.clear();
+}
+
+absl::Status PrefillScheduler::Validate(const PrefillJob& job) const {
+  const model::ModelConfig& config = engine_.config();
+  if (job.request_id.empty()) return absl::InvalidArgumentError("request_id is empty");
+  if (job.decode_address.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request ", job.request_id, ": decode_address is empty"));
+  }
+  if (job.prompt_ids.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("request ", job.request_id, ": the prompt is empty"));
+  }
+  const int64_t n_prompt = static_cast<int64_t>(job.prompt_ids.size());
+  // The first generated token takes position n_prompt, which must be inside the context.
+  if (n_prompt >= config.context_length) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request ", job.request_id, ": prompt of ", n_prompt,
+        " tokens leaves no room for a generated token in the model's context length of ",
+        config.context_length, " tokens"));
+  }
+  for (size_t i = 0; i < job.prompt_ids.size(); ++i) {
+    const int32_t id = job.prompt_ids[i];
+    if (id < 0 || id >= config.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("request ", job.request_id, ": prompt token id ", id, " at position ", i,
+                       " is outside the vocabulary [0, ", config.vocab_size, ")"));
+    }
+  }
+  if (absl::Status s = sampling::ValidateSamplingParams(job.sampling); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("request ", job.request_id, ": ", s.message()));
+  }
+  const int block_size = engine_.kv_pool().layout().block_size;
+  const int64_t n_blocks = (n_prompt + block_size - 1) / block_size;
+  if (n_blocks > engine_.kv_pool().n_total()) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "request ", job.request_id, ": prompt needs ", n_blocks,
+        " KV blocks but this prefill worker's pool has ", engine_.kv_pool().n_total()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PrefillOutcome> PrefillScheduler::Prefill(PrefillJob request) {
+  if (absl::Status s = Validate(request); !s.ok()) return s;
+  auto job = std::make_shared<Job>();
+  job->request = std::move(request);
+  job->enqueued = Clock::now();
+  const std::string& id = job->request.request_id;
+
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (stopping_) return absl::UnavailableError("prefill worker is shutting down");
+  if (static_cast<int>(queue_.size()) >= options_.queue_capacity) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("prefill queue is full (", queue_.size(), " of ", options_.queue_capacity,
+                     " requests waiting); request ", id, " was not queued"));
+  }
+  queue_.push_back(job);
+  work_cv_.notify_one();
+
+  while (job->state != Job::State::kDone) {
+    done_cv_.wait_for(lock, kPollInterval);
+    if (job->state == Job::State::kDone || job->cancelled) continue;
+    absl::Status reason;
+    if (job->request.is_cancelled && job->request.is_cancelled()) {
+      reason = absl::CancelledError(absl::StrCat("request ", id, " was cancelled by the caller"));
+    } else if (std::chrono::system_clock::now() >= job->request.deadline) {
+      reason = absl::DeadlineExceededError(
+          absl::StrCat("request ", id, " passed its deadline in the prefill worker"));
+    } else {
+      continue;
+    }
+    if (job->state == Job::State::kQueued) {
+      queue_.erase(std::find(queue_.begin(), queue_.end(), job));
+      return reason;
+    }
+    // Running: the executor stops at the next chunk and frees the blocks; wait for it.
+    job->cancel_reason = reason;
+    job->cancelled = true;
+    job->CancelSink();
+    blocks_cv_.notify_all();
+  }
+  return job->result;
+}
+
+PrefillLoad PrefillScheduler::load() const {
+  PrefillLoad load;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    load.queue_length = static_cast<int>(queue_.size());
+    load.active_sequences = static_cast<int>(running_.size());
+  }
+  load.free_kv_blocks = engine_.kv_pool().n_free();
+  load.total_kv_blocks = engine_.kv_pool().n_total();
+  return load;
+}
+
+void PrefillScheduler::ExecutorLoop() {
+  while (true) {
+    std::shared_ptr<Job> job;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (stopping_) return;
+      job = queue_.front();
+      queue_.pop_front();
+      job->state = Job::State::kRunning;
+      running_.push_back(job);
+    }
+    absl::StatusOr<PrefillOutcome> result = RunJob(*job);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      running_.erase(std::find(running_.begin(), running_.end(), job));
+      job->result = std::move(result);
+      job->state = Job::State::kDone;
+    }
+    done_cv_.notify_all();
+  }
+}
+
+absl::Status PrefillScheduler::StopReason(const Job& job) const {
+  if (job.cancelled) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return job.cancel_reason.ok()
+               ? absl::CancelledError(absl::StrCat("request ", job.request.request_id,
+                                                   " was cancelled"))
+               : job.cancel_reason;
+  }
+  if (std::chrono::system_clock::now() >= job.request.deadline) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "request ", job.request.request_id, " passed its deadline in the prefill worker"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<kv::BlockId>> PrefillScheduler::AllocateBlocks(const Job& job,
+                                                                          int64_t n_blocks) {
+  while (true) {
+    absl::StatusOr<std::vector<kv::BlockId>> blocks = engine_.kv_pool().Allocate(n_blocks);
+    if (blocks.ok() || blocks.status().code() != absl::StatusCode::kResourceExhausted) {
+      return blocks;
+    }
+    // Another executor holds the blocks; they come back when its request ends.
+    if (absl::Status s = StopReason(job); !s.ok()) return s;
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (stopping_) return absl::UnavailableError("prefill worker is shutting down");
+    blocks_cv_.wait_for(lock, kPollInterval);
+  }
+}
+
+void PrefillScheduler::FreeBlocks(const std::vector<kv::BlockId>& blocks) {
+  (void)engine_.kv_pool().Free(blocks);
+  blocks_cv_.notify_all();
+}
+
+absl::StatusOr<PrefillOutcome> PrefillScheduler::RunJob(Job& job) {
+  const PrefillJob& request = job.request;
+  PrefillOutcome outcome;
+  outcome.queue_seconds = SecondsBetween(job.enqueued, Clock::now());
+  if (absl::Status s = StopReason(job); !s.ok()) return s;
+
+  kv::KvBlockPool& pool = engine_.kv_pool();
+  const kv::KvLayout& layout = pool.layout();
+  const int block_size = layout.block_size;
+  const size_t block_bytes = layout.BlockBytes();
+  const std::vector<int32_t>& prompt = request.prompt_ids;
+  const int64_t n_prompt = static_cast<int64_t>(prompt.size());
+  const int64_t n_blocks = (n_prompt + block_size - 1) / block_size;
+
+  absl::StatusOr<std::vector<kv::BlockId>> allocated = AllocateBlocks(job, n_blocks);
+  if (!allocated.ok()) return allocated.status();
+  kv::BlockTable table;
+  table.blocks = *std::move(allocated);
+  struct FreeOnExit {
+    PrefillScheduler* self;
+    const kv::BlockTable& table;
+    ~FreeOnExit() { self->FreeBlocks(table.blocks); }
+  } free_on_exit{this, table};
+  // The positions past the prompt in a partial last block are sent too: make them zeros rather
+  // than another request's stale K/V.
+  if (n_prompt % block_size != 0) std::memset(pool.BlockData(table.blocks.back()), 0, block_bytes);
+
+  std::unique_ptr<KvSink> sink = sinks_.Open(request.decode_address, request.deadline);
+  {
+    std::lock_guard<std::mutex> lock(job.sink_mutex);
+    job.sink = sink.get();
+  }
+  struct ForgetSinkOnExit {
+    Job& job;
+    ~ForgetSinkOnExit() {
+      std::lock_guard<std::mutex> lock(job.sink_mutex);
+      job.sink = nullptr;
+    }
+  } forget_sink{job};
+
+  kv::BlockKey parent = kv::kRootBlockKey;
+  int chunk_index = 0;
+  for (int64_t first_block = 0; first_block < n_blocks; first_block += chunk_blocks_) {
+    if (absl::Status s = StopReason(job); !s.ok()) {
+      sink->Cancel();
+      return s;
+    }
+    if (options_.before_chunk) options_.before_chunk(request.request_id, chunk_index);
+    const int64_t end_block = std::min<int64_t>(n_blocks, first_block + chunk_blocks_);
+    const int64_t begin_pos = first_block * block_size;
+    const int64_t end_pos = std::min<int64_t>(n_prompt, end_block * block_size);
+    const bool last = end_block == n_blocks;
+
+    std::vector<engine::BatchToken> batch;
+    batch.reserve(end_pos - begin_pos);
+    for (int64_t p = begin_pos; p < end_pos; ++p) {
+      batch.push_back(engine::BatchToken{prompt[p], p, &table, last && p == n_prompt - 1});
+    }
+    absl::StatusOr<std::vector<float>> logits;
+    {
+      std::lock_guard<std::mutex> lock(forward_mutex_);
+      const Clock::time_point start = Clock::now();
+      logits = engine_.forward().Forward(batch);
+      outcome.prefill_seconds += SecondsBetween(start, Clock::now());
+    }
+    if (!logits.ok()) {
+      sink->Cancel();
+      return logits.status();
+    }
+    table.n_tokens = end_pos;
+
+    v1::KvChunk chunk;
+    if (chunk_index == 0) {
+      chunk.set_request_id(request.request_id);
+      *chunk.mutable_layout() = rpc::KvLayoutToProto(layout);
+      chunk.set_n_prompt_tokens(static_cast<int32_t>(n_prompt));
+    }
+    for (int64_t b = first_block; b < end_block; ++b) {
+      const int64_t n_tokens = std::min<int64_t>(block_size, n_prompt - b * block_size);
+      v1::KvBlock* block = chunk.add_blocks();
+      block->set_index(static_cast<int32_t>(b));
+      block->set_n_tokens(static_cast<int32_t>(n_tokens));
+      if (n_tokens == block_size) {
+        parent = kv::ChainBlockKey(
+            parent, absl::MakeConstSpan(prompt.data() + b * block_size, block_size));
+        block->set_key(KeyBytes(parent));
+      }
+      const uint8_t* data = pool.BlockData(table.blocks[b]);
+      block->set_data(data, block_bytes);
+      block->set_checksum(XXH3_64bits(data, block_bytes));
+    }
+    if (last) {
+      // As engine::Generate chooses the first token: at position n_prompt, with the prompt as
+      // the tokens the repetition penalty sees.
+      outcome.first_token = sampling::SampleToken(*logits, request.sampling, n_prompt, prompt);
+      chunk.set_last(true);
+      chunk.set_first_token(outcome.first_token);
+    }
+    if (absl::Status s = sink->Send(chunk); !s.ok()) {
+      if (absl::Status stop = StopReason(job); !stop.ok()) return stop;
+      return s;
+    }
+    outcome.kv_blocks_sent += chunk.blocks_size();
+    ++chunk_index;
+  }
+  if (absl::Status s = sink->Finish(); !s.ok()) {
+    // A stream we cancelled ourselves reads as the cancellation, not as the decode's fault.
+    if (absl::Status stop = StopReason(job); !stop.ok()) return stop;
+    return s;
+  }
+  return outcome;
+}
+
+}  // namespace pdserve::prefill

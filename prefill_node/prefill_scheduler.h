@@ -1,0 +1,122 @@
+#pragma once
+// The prefill worker's logic, without gRPC: a bounded queue of prompts, executor threads that
+// run each prompt through the engine in chunks of whole KV blocks and hand every chunk's
+// finished blocks to a KvSink while the next chunk computes, and the first generated token.
+//
+// Lifecycle of a request (Job::State):
+//   kQueued  — waiting in the bounded queue; a caller that gives up removes it at once.
+//   kRunning — an executor owns it: blocks allocated, chunks computed and sent.
+//   kDone    — status and outcome are set; the caller returns them.
+// The request's KV blocks are taken on kRunning and returned to the pool before kDone, whatever
+// the outcome.
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/engine/engine.h"
+#include "common/sampling/sampler.h"
+#include "prefill_node/kv_sink.h"
+
+namespace pdserve::prefill {
+
+struct PrefillJob {
+  std::string request_id;           // non-empty; the decode worker matches the KV by it
+  std::vector<int32_t> prompt_ids;  // non-empty, < context length, ids in the vocabulary
+  sampling::SamplingParams sampling;
+  std::string decode_address;       // host:port of the decode worker's KvReceiver
+  std::chrono::system_clock::time_point deadline = std::chrono::system_clock::time_point::max();
+  // Polled while the request waits or runs; true = the caller went away. May be empty.
+  std::function<bool()> is_cancelled;
+};
+
+struct PrefillOutcome {
+  int32_t first_token = 0;
+  double queue_seconds = 0;    // enqueued → an executor took it
+  double prefill_seconds = 0;  // time inside the forward pass
+  int kv_blocks_sent = 0;
+};
+
+struct PrefillSchedulerOptions {
+  int queue_capacity = 16;  // requests waiting (not counting those running); >= 0
+  int n_executors = 1;      // >= 1; forward passes are serialized, sends overlap
+  // A chunk is at most this many blocks and (when more than one block) at most this many
+  // bytes of block data, so that a chunk message stays under gRPC's default 4 MiB receive
+  // limit (SmolLM2 f32, 16-token blocks: 4 blocks = 2.8 MiB). A single block above the limit is
+  // still sent alone: the decode worker must then accept larger messages.
+  int max_chunk_blocks = 4;
+  size_t max_chunk_bytes = size_t{3584} << 10;
+  // Test hook, called on the executor thread before the forward pass of each chunk
+  // (chunk_index counts from 0).
+  std::function<void(const std::string& request_id, int chunk_index)> before_chunk;
+};
+
+struct PrefillLoad {
+  int queue_length = 0;
+  int active_sequences = 0;
+  int64_t free_kv_blocks = 0;
+  int64_t total_kv_blocks = 0;
+};
+
+class PrefillScheduler {
+ public:
+  // `engine` and `sinks` must outlive the scheduler. Starts the executors.
+  PrefillScheduler(engine::Engine& engine, KvSinkFactory& sinks, PrefillSchedulerOptions options);
+  PrefillScheduler(const PrefillScheduler&) = delete;
+  PrefillScheduler& operator=(const PrefillScheduler&) = delete;
+  ~PrefillScheduler();  // Shutdown()
+
+  // InvalidArgument naming the problem, or ResourceExhausted when the prompt can never fit this
+  // worker's KV pool.
+  absl::Status Validate(const PrefillJob& job) const;
+
+  // Validates, queues (ResourceExhausted at once when the queue is full), waits for an executor
+  // to run it and returns the first token. A caller that is cancelled or passes its deadline
+  // gets Cancelled / DeadlineExceeded; its queued work is dropped, its running work stopped at
+  // the next chunk and its KV stream cancelled. Errors of the decode worker name its address.
+  absl::StatusOr<PrefillOutcome> Prefill(PrefillJob job);
+
+  // Fails queued requests with Unavailable, stops running ones, joins the executors.
+  // Idempotent.
+  void Shutdown();
+
+  PrefillLoad load() const;
+  // Blocks per chunk for this engine's layout.
+  int chunk_blocks() const { return chunk_blocks_; }
+
+ private:
+  struct Job;
+
+  void ExecutorLoop();
+  absl::StatusOr<PrefillOutcome> RunJob(Job& job);
+  // The reason to stop `job` now, or OK to go on.
+  absl::Status StopReason(const Job& job) const;
+  absl::StatusOr<std::vector<kv::BlockId>> AllocateBlocks(const Job& job, int64_t n_blocks);
+  void FreeBlocks(const std::vector<kv::BlockId>& blocks);
+
+  engine::Engine& engine_;
+  KvSinkFactory& sinks_;
+  const PrefillSchedulerOptions options_;
+  const int chunk_blocks_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable work_cv_;    // queue_ or stopping_ changed
+  std::condition_variable done_cv_;    // some job reached kDone
+  std::condition_variable blocks_cv_;  // blocks went back to the pool
+  std::deque<std::shared_ptr<Job>> queue_;          // guarded by mutex_
+  std::vector<std::shared_ptr<Job>> running_;       // guarded by mutex_
+  bool stopping_ = false;                           // guarded by mutex_
+  std::mutex forward_mutex_;  // one forward pass at a time on the engine's thread pool
+  std::vector<std::thread> executors_;
+};
+
+}  // namespace pdserve::prefill

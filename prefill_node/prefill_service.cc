@@ -1,0 +1,42 @@
+#include "prefill_node/prefill_service.h"
+
+#include <iostream>
+
+#include "absl/strings/str_format.h"
+#include "common/rpc/grpc_status.h"
+#include "common/rpc/proto_convert.h"
+
+namespace pdserve::prefill {
+
+grpc::Status PrefillService::Prefill(grpc::ServerContext* context,
+                                     const v1::PrefillRequest* request,
+                                     v1::PrefillResponse* response) {
+  PrefillJob job;
+  job.request_id = request->request_id();
+  job.prompt_ids.assign(request->prompt_ids().begin(), request->prompt_ids().end());
+  job.sampling = rpc::SamplingFromProto(request->sampling());
+  job.decode_address = request->decode_address();
+  job.deadline = context->deadline();
+  job.is_cancelled = [context] { return context->IsCancelled(); };
+  absl::StatusOr<PrefillOutcome> outcome = scheduler_.Prefill(std::move(job));
+  if (log_requests_) {
+    // One write per line, so that lines of concurrent requests do not interleave.
+    std::cerr << (outcome.ok()
+                      ? absl::StrFormat(
+                            "prefill %s: %d tokens, %d KV blocks to %s, first token %d, queue "
+                            "%.3f s, compute %.3f s\n",
+                            request->request_id(), request->prompt_ids_size(),
+                            outcome->kv_blocks_sent, request->decode_address(),
+                            outcome->first_token, outcome->queue_seconds, outcome->prefill_seconds)
+                      : absl::StrFormat("prefill %s failed: %s\n", request->request_id(),
+                                        outcome.status().ToString()));
+  }
+  if (!outcome.ok()) return rpc::ToGrpcStatus(outcome.status());
+  response->set_first_token(outcome->first_token);
+  response->set_queue_seconds(outcome->queue_seconds);
+  response->set_prefill_seconds(outcome->prefill_seconds);
+  response->set_kv_blocks_sent(outcome->kv_blocks_sent);
+  return grpc::Status::OK;
+}
+
+}  // namespace pdserve::prefill

@@ -1,0 +1,247 @@
+#include "common/rpc/worker_heartbeat.h"
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "gtest/gtest.h"
+
+namespace pdserve::rpc {
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+// A router's WorkerRegistry reduced to counters: what the client sent, and one
+// registered=false answer on request.
+class FakeRegistry final : public v1::WorkerRegistry::Service {
+ public:
+  explicit FakeRegistry(int interval_ms) : interval_ms_(interval_ms) {}
+
+  grpc::Status RegisterWorker(grpc::ServerContext*, const v1::RegisterWorkerRequest* request,
+                              v1::RegisterWorkerResponse* response) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    last_register_ = *request;
+    ++n_registers_;
+    response->set_heartbeat_interval_ms(interval_ms_);
+    return grpc::Status::OK;
+  }
+  grpc::Status Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* request,
+                         v1::HeartbeatResponse* response) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++n_heartbeats_;
+    last_heartbeat_ = *request;
+    response->set_registered(!forget_once_);
+    if (forget_once_) {
+      forget_once_ = false;
+      n_registers_at_forget_ = n_registers_;
+    }
+    return grpc::Status::OK;
+  }
+
+  void ForgetOnce() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    forget_once_ = true;
+  }
+  int n_registers() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return n_registers_;
+  }
+  int n_heartbeats() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return n_heartbeats_;
+  }
+  int n_registers_at_forget() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return n_registers_at_forget_;
+  }
+  v1::RegisterWorkerRequest last_register() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return last_register_;
+  }
+  v1::HeartbeatRequest last_heartbeat() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return last_heartbeat_;
+  }
+
+ private:
+  const int interval_ms_;
+  std::mutex mutex_;
+  int n_registers_ = 0;
+  int n_heartbeats_ = 0;
+  int n_registers_at_forget_ = -1;
+  bool forget_once_ = false;
+  v1::RegisterWorkerRequest last_register_;
+  v1::HeartbeatRequest last_heartbeat_;
+};
+
+// Starts a server for `service` on 127.0.0.1:`port` (0 = pick one); sets *bound_port.
+std::unique_ptr<grpc::Server> StartServer(grpc::Service* service, int port, int* bound_port) {
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:" + std::to_string(port), grpc::InsecureServerCredentials(),
+                           bound_port);
+  builder.RegisterService(service);
+  return builder.BuildAndStart();
+}
+
+// Polls `condition` until it holds or `timeout` passes.
+template <typename F>
+bool WaitFor(F condition, milliseconds timeout = milliseconds(5000)) {
+  const auto end = Clock::now() + timeout;
+  while (Clock::now() < end) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  return condition();
+}
+
+WorkerHeartbeatOptions OptionsFor(int port) {
+  WorkerHeartbeatOptions options;
+  options.router_address = "127.0.0.1:" + std::to_string(port);
+  options.worker_id = "prefill-test";
+  options.role = v1::WORKER_ROLE_PREFILL;
+  options.advertised_address = "127.0.0.1:4242";
+  options.kv_layout.set_block_size(16);
+  options.kv_layout.set_dtype("f32");
+  options.model_name = "stories260K";
+  options.register_timeout = milliseconds(5000);
+  return options;
+}
+
+v1::WorkerLoad LoadWithQueue(int n) {
+  v1::WorkerLoad load;
+  load.set_queue_length(n);
+  load.set_free_kv_blocks(7);
+  load.set_total_kv_blocks(32);
+  return load;
+}
+
+TEST(WorkerHeartbeatTest, RegistersThenHeartbeatsWithTheLoad) {
+  FakeRegistry registry(/*interval_ms=*/20);
+  int port = 0;
+  std::unique_ptr<grpc::Server> server = StartServer(&registry, 0, &port);
+  ASSERT_NE(port, 0);
+  std::atomic<int> queue{3};
+  WorkerHeartbeat heartbeat(OptionsFor(port), [&] { return LoadWithQueue(queue.load()); });
+  ASSERT_TRUE(heartbeat.Start().ok());
+  EXPECT_TRUE(heartbeat.registered());
+  EXPECT_EQ(heartbeat.heartbeat_interval(), milliseconds(20));
+
+  const v1::RegisterWorkerRequest reg = registry.last_register();
+  EXPECT_EQ(reg.worker_id(), "prefill-test");
+  EXPECT_EQ(reg.role(), v1::WORKER_ROLE_PREFILL);
+  EXPECT_EQ(reg.address(), "127.0.0.1:4242");
+  EXPECT_EQ(reg.model_name(), "stories260K");
+  EXPECT_EQ(reg.kv_layout().block_size(), 16);
+  EXPECT_EQ(reg.load().queue_length(), 3);
+
+  queue = 9;
+  ASSERT_TRUE(WaitFor([&] { return registry.last_heartbeat().load().queue_length() == 9; }));
+  EXPECT_EQ(registry.last_heartbeat().worker_id(), "prefill-test");
+  EXPECT_EQ(registry.last_heartbeat().load().total_kv_blocks(), 32);
+  ASSERT_TRUE(WaitFor([&] { return registry.n_heartbeats() >= 5; }));
+  EXPECT_EQ(registry.n_registers(), 1);  // heartbeats alone while the router knows the worker
+  heartbeat.Stop();
+  server->Shutdown();
+}
+
+TEST(WorkerHeartbeatTest, RegistersAgainWhenTheRouterForgetsTheWorker) {
+  FakeRegistry registry(/*interval_ms=*/20);
+  int port = 0;
+  std::unique_ptr<grpc::Server> server = StartServer(&registry, 0, &port);
+  WorkerHeartbeat heartbeat(OptionsFor(port), [] { return LoadWithQueue(0); });
+  ASSERT_TRUE(heartbeat.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return registry.n_heartbeats() >= 2; }));
+  EXPECT_EQ(registry.n_registers(), 1);
+  registry.ForgetOnce();
+  ASSERT_TRUE(WaitFor([&] { return registry.n_registers() >= 2; }));
+  EXPECT_EQ(registry.n_registers_at_forget(), 1);  // the re-registration came after the answer
+  EXPECT_EQ(heartbeat.n_registrations(), 2);
+  // And it goes back to heartbeating.
+  const int heartbeats = registry.n_heartbeats();
+  ASSERT_TRUE(WaitFor([&] { return registry.n_heartbeats() >= heartbeats + 2; }));
+  EXPECT_EQ(registry.n_registers(), 2);
+  heartbeat.Stop();
+  server->Shutdown();
+}
+
+TEST(WorkerHeartbeatTest, RegistersWhenTheRouterAppearsLate) {
+  // Find a free port, then leave it closed while the client starts.
+  FakeRegistry placeholder(20);
+  int port = 0;
+  StartServer(&placeholder, 0, &port)->Shutdown();
+  ASSERT_NE(port, 0);
+
+  WorkerHeartbeat heartbeat(OptionsFor(port), [] { return LoadWithQueue(0); });
+  std::future<absl::Status> started =
+      std::async(std::launch::async, [&] { return heartbeat.Start(); });
+  ASSERT_EQ(started.wait_for(milliseconds(600)), std::future_status::timeout);
+  EXPECT_FALSE(heartbeat.registered());
+
+  FakeRegistry registry(/*interval_ms=*/20);
+  int bound = 0;
+  std::unique_ptr<grpc::Server> server = StartServer(&registry, port, &bound);
+  ASSERT_EQ(bound, port);
+  ASSERT_EQ(started.wait_for(milliseconds(5000)), std::future_status::ready);
+  EXPECT_TRUE(started.get().ok());
+  EXPECT_EQ(registry.n_registers(), 1);
+  ASSERT_TRUE(WaitFor([&] { return registry.n_heartbeats() >= 1; }));
+  heartbeat.Stop();
+  server->Shutdown();
+}
+
+TEST(WorkerHeartbeatTest, RegistersAgainAfterTheRouterComesBack) {
+  auto first = std::make_unique<FakeRegistry>(20);
+  int port = 0;
+  std::unique_ptr<grpc::Server> server = StartServer(first.get(), 0, &port);
+  WorkerHeartbeat heartbeat(OptionsFor(port), [] { return LoadWithQueue(0); });
+  ASSERT_TRUE(heartbeat.Start().ok());
+  server->Shutdown();
+  server.reset();
+  ASSERT_TRUE(WaitFor([&] { return !heartbeat.registered(); }));
+
+  FakeRegistry second(20);  // a restarted router with an empty table
+  int bound = 0;
+  server = StartServer(&second, port, &bound);
+  ASSERT_EQ(bound, port);
+  ASSERT_TRUE(WaitFor([&] { return second.n_registers() >= 1 && heartbeat.registered(); }));
+  ASSERT_TRUE(WaitFor([&] { return second.n_heartbeats() >= 1; }));
+  heartbeat.Stop();
+  server->Shutdown();
+}
+
+TEST(WorkerHeartbeatTest, StartGivesUpAfterItsBoundNamingTheRouter) {
+  FakeRegistry placeholder(20);
+  int port = 0;
+  StartServer(&placeholder, 0, &port)->Shutdown();
+  WorkerHeartbeatOptions options = OptionsFor(port);
+  options.register_timeout = milliseconds(300);
+  WorkerHeartbeat heartbeat(options, [] { return LoadWithQueue(0); });
+  const absl::Status status = heartbeat.Start();
+  EXPECT_EQ(status.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_NE(status.message().find("127.0.0.1:" + std::to_string(port)), std::string::npos)
+      << status;
+  EXPECT_EQ(heartbeat.Start().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(WorkerHeartbeatTest, StopIsPromptEvenWithALongInterval) {
+  FakeRegistry registry(/*interval_ms=*/60000);
+  int port = 0;
+  std::unique_ptr<grpc::Server> server = StartServer(&registry, 0, &port);
+  WorkerHeartbeat heartbeat(OptionsFor(port), [] { return LoadWithQueue(0); });
+  ASSERT_TRUE(heartbeat.Start().ok());
+  const auto start = Clock::now();
+  heartbeat.Stop();
+  EXPECT_LT(Clock::now() - start, milliseconds(500));
+  heartbeat.Stop();  // idempotent
+  server->Shutdown();
+}
+
+}  // namespace
+}  // namespace pdserve::rpc
