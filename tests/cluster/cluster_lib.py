@@ -1,0 +1,226 @@
+"""Helpers for the cluster tests: gRPC stubs generated from proto/ at run time, free ports, cluster
+configs written to a temp dir, deploy/launch.sh, and pdserve-generate as the reference.
+
+ctest sets PDSERVE_ROOT, PDSERVE_BUILD_DIR and PDSERVE_SHARED_DIR. A missing binary or model is
+a failure with a message, never a skip.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+_THIS_DIR = pathlib.Path(__file__).resolve().parent
+
+ROUTER_BIN = "router/pdserve-router"
+PREFILL_BIN = "prefill_node/pdserve-prefill-worker"
+DECODE_BIN = "decode_node/pdserve-decode-worker"
+CLIENT_BIN = "cli/pdserve-client"
+GENERATE_BIN = "cli/pdserve-generate"
+
+
+def root_dir() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("PDSERVE_ROOT") or _THIS_DIR.parent.parent)
+
+
+def build_dir() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("PDSERVE_BUILD_DIR") or root_dir() / "build")
+
+
+def shared_dir() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("PDSERVE_SHARED_DIR") or root_dir().parent / "shared")
+
+
+def binary(relative: str, build: pathlib.Path | None = None) -> pathlib.Path:
+    path = (build or build_dir()) / relative
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise AssertionError(f"{path} does not exist or is not executable: build it first "
+                             f"(PDSERVE_BUILD_DIR={build or build_dir()})")
+    return path
+
+
+def require_cluster_binaries() -> None:
+    """Fails, naming every missing one, unless the router, both workers and the client exist."""
+    missing = []
+    for rel in (ROUTER_BIN, PREFILL_BIN, DECODE_BIN, CLIENT_BIN, GENERATE_BIN):
+        path = build_dir() / rel
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            missing.append(str(path))
+    if missing:
+        raise AssertionError("the cluster tests need these binaries, which are missing: "
+                             + ", ".join(missing))
+
+
+@functools.lru_cache(maxsize=1)
+def stubs():
+    """(router_pb2, router_pb2_grpc, common_pb2), generated from proto/*.proto into a temp dir."""
+    from grpc_tools import protoc
+    import grpc_tools
+
+    out = tempfile.mkdtemp(prefix="pdserve_stubs_")
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
+    proto_dir = root_dir() / "proto"
+    include = pathlib.Path(grpc_tools.__file__).parent / "_proto"
+    args = ["protoc", f"-I{proto_dir}", f"-I{include}", f"--python_out={out}",
+            f"--grpc_python_out={out}"] + [str(p) for p in sorted(proto_dir.glob("*.proto"))]
+    if protoc.main(args) != 0:
+        raise AssertionError(f"grpc_tools.protoc failed on {proto_dir}")
+    sys.path.insert(0, out)
+    import common_pb2, router_pb2, router_pb2_grpc  # noqa: E401
+    return router_pb2, router_pb2_grpc, common_pb2
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct ports free right now on 127.0.0.1."""
+    socks, ports = [], []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+def write_config(directory: pathlib.Path, name: str, model: pathlib.Path, n_prefill: int,
+                 n_decode: int, extra: dict | None = None) -> tuple[pathlib.Path, str]:
+    """A cluster config on free ports; returns (its path, the router's address). Worker ports are
+    base + i, so each role gets a block of consecutive ports checked free one by one."""
+    router_port = free_ports(1)[0]
+    bases = []
+    for count in (n_prefill, n_decode):
+        for _ in range(50):
+            base = free_ports(1)[0]
+            if base + count < 65535 and _all_free(range(base, base + count)):
+                bases.append(base)
+                break
+        else:
+            raise AssertionError(f"found no {count} consecutive free ports")
+    lines = {
+        "model": str(model), "host": "127.0.0.1", "router_port": router_port,
+        "prefill_workers": n_prefill, "decode_workers": n_decode,
+        "prefill_base_port": bases[0], "decode_base_port": bases[1], "threads": 1,
+        "kv_pool_tokens": 4096, "health_timeout_s": 90,
+    }
+    lines.update(extra or {})
+    path = directory / f"{name}.conf"
+    path.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
+    return path, f"127.0.0.1:{router_port}"
+
+
+def _all_free(ports) -> bool:
+    for p in ports:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                return False
+    return True
+
+
+def launch_script() -> pathlib.Path:
+    return root_dir() / "deploy" / "launch.sh"
+
+
+def run_launch(args: list, run_dir: pathlib.Path, timeout_s: float = 150.0,
+               env_extra: dict | None = None, build: pathlib.Path | None = None):
+    env = dict(os.environ, PDSERVE_RUN_DIR=str(run_dir),
+               PDSERVE_BUILD_DIR=str(build or build_dir()), **(env_extra or {}))
+    try:
+        return subprocess.run(["bash", str(launch_script())] + [str(a) for a in args],
+                              capture_output=True, text=True, timeout=timeout_s, env=env)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"launch.sh {args} timed out after {timeout_s} s: {e.stderr}")
+
+
+@contextlib.contextmanager
+def cluster(config: pathlib.Path, run_dir: pathlib.Path):
+    """Launches with --detach; always stops on exit, then checks that every pid is gone."""
+    result = run_launch(["--detach", config], run_dir)
+    try:
+        if result.returncode != 0:
+            raise AssertionError(f"launch.sh --detach failed ({result.returncode}):\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        pids = read_pids(run_dir)
+        yield pids
+    finally:
+        pids = read_pids(run_dir) if (run_dir / "pids").exists() else {}
+        stop = run_launch(["--stop", config], run_dir, timeout_s=60)
+        assert stop.returncode == 0, stop.stderr
+        assert_all_gone(pids)
+
+
+def read_pids(run_dir: pathlib.Path) -> dict:
+    pids = {}
+    for line in (run_dir / "pids").read_text().splitlines():
+        name, pid = line.split()
+        pids[name] = int(pid)
+    return pids
+
+
+def alive(pid: int) -> bool:
+    """True while pid runs (a zombie does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+def assert_all_gone(pids: dict, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(alive(p) for p in pids.values()):
+        time.sleep(0.1)
+    left = {n: p for n, p in pids.items() if alive(p)}
+    assert not left, f"processes left running after --stop: {left}"
+
+
+def pgrep_pdserve(marker: str) -> list[str]:
+    """Lines of `pgrep -af pdserve` that also contain marker (e.g. this test's run dir or port)."""
+    result = subprocess.run(["pgrep", "-af", "pdserve"], capture_output=True, text=True)
+    return [l for l in result.stdout.splitlines() if marker in l and "pgrep" not in l]
+
+
+def generate_reference(model: pathlib.Path, prompt: str, max_tokens: int, chat: bool = False,
+                       extra: list | None = None, timeout_s: float = 120.0) -> str:
+    """The text pdserve-generate writes for this request in one process."""
+    args = [binary(GENERATE_BIN), "--model", model, "--prompt", prompt,
+            "--max-tokens", max_tokens] + (["--chat"] if chat else []) + (extra or [])
+    result = subprocess.run([str(a) for a in args], capture_output=True, text=True,
+                            timeout=timeout_s)
+    if result.returncode != 0:
+        raise AssertionError(f"pdserve-generate failed: {result.stderr}")
+    return result.stdout
+
+
+def client(router: str, args: list, timeout_s: float = 120.0,
+           build: pathlib.Path | None = None) -> subprocess.CompletedProcess:
+    """Runs pdserve-client; returns the completed process (the caller checks the status)."""
+    cmd = [str(binary(CLIENT_BIN, build)), "--router", router] + [str(a) for a in args]
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"pdserve-client timed out after {timeout_s} s: {e.stderr}")
+
+
+def run_fetch_model() -> pathlib.Path:
+    """SmolLM2 via deploy/fetch-model.sh (the `smollm2` ctest fixture has fetched it already)."""
+    script = root_dir() / "deploy" / "fetch-model.sh"
+    result = subprocess.run([str(script)], capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise AssertionError(f"deploy/fetch-model.sh failed: {result.stderr}")
+    path = pathlib.Path(result.stdout.strip().splitlines()[-1])
+    assert path.is_file(), f"fetch-model.sh printed {path}, which is not a file"
+    return path
