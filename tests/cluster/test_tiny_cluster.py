@@ -10,6 +10,7 @@ import json
 import pathlib
 import subprocess
 import sys
+import time
 
 import grpc
 import pytest
@@ -201,6 +202,67 @@ def test_python_client_example(cluster):
     assert r.returncode == 0, r.stderr
     assert r.stdout == lib.generate_reference(model(), prompt, n)
     assert "TTFT" in r.stderr and "TPOT" in r.stderr
+
+
+def decode_free_blocks(stub) -> dict:
+    workers = stub.ListWorkers(router_pb2.ListWorkersRequest(), timeout=10).workers
+    return {w.worker_id: w.load.free_kv_blocks for w in workers
+            if w.role == router_pb2.WORKER_ROLE_DECODE}
+
+
+def wait_for_free_blocks(stub, expected: dict, timeout_s: float = 15.0) -> dict:
+    """The decode workers' free KV blocks once they equal `expected` (heartbeats carry them), or
+    the last value seen when the time is up."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        seen = decode_free_blocks(stub)
+        if seen == expected or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.2)
+
+
+def invalid_utf8_generate(channel, text_bytes: bytes):
+    """Generate with a text field that is not UTF-8, serialised by hand (protobuf refuses to)."""
+    call = channel.unary_stream("/pdserve.v1.Router/Generate",
+                                request_serializer=lambda raw: raw,
+                                response_deserializer=router_pb2.GenerateResponse.FromString)
+    request = b"\x0a" + bytes([len(text_bytes)]) + text_bytes + b"\x18\x05"  # text, max_tokens 5
+    return list(call(request, timeout=30))
+
+
+def test_cancel_deadline_and_bad_input_leave_the_decode_pools_as_they_were(cluster, stub):
+    time.sleep(2.5)  # a heartbeat after the earlier tests' last request
+    start = decode_free_blocks(stub)
+    assert start and all(n > 0 for n in start.values()), start
+    long_request = dict(text="Once upon a time", max_tokens=400, ignore_eos=True)
+
+    # A client that cancels mid-stream.
+    call = stub.Generate(router_pb2.GenerateRequest(**long_request), timeout=60)
+    stream = iter(call)
+    next(stream)
+    next(stream)
+    call.cancel()
+    with pytest.raises(grpc.RpcError) as error:
+        list(stream)
+    assert error.value.code() == grpc.StatusCode.CANCELLED
+
+    # A deadline that expires mid-request.
+    with pytest.raises(grpc.RpcError) as error:
+        generate(stub, timeout_s=0.05, **long_request)
+    assert error.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+    # Text that is not UTF-8.
+    channel = grpc.insecure_channel(cluster[0])
+    with pytest.raises(grpc.RpcError) as error:
+        invalid_utf8_generate(channel, b"Once \xff\xfe upon")
+    channel.close()
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "utf-8" in error.value.details().lower(), error.value.details()
+
+    # Still serving, and every block taken by the requests above is back.
+    text, ids, final = generate(stub, text="Once upon a time", max_tokens=8)
+    assert len(ids) == 8 and final.finish_reason == "length"
+    assert wait_for_free_blocks(stub, start) == start
 
 
 def test_stop_leaves_no_process(cluster):
