@@ -1,12 +1,12 @@
 #include "common/model/gguf_llama_loader.h"
 
 #include <cmath>
-#include <cstring>
 #include <limits>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "kernels/cpu/dequantize.h"
 
 namespace pdserve::model {
 namespace {
@@ -36,37 +36,6 @@ absl::StatusOr<float> FloatParam(const GgufFile& f, const std::string& key, floa
   if (absl::IsNotFound(v.status())) return fallback;
   if (!v.ok()) return v.status();
   return static_cast<float>(*v);
-}
-
-float F16ToF32(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
-  uint32_t exp = (h >> 10) & 0x1f;
-  uint32_t mant = h & 0x3ff;
-  uint32_t bits;
-  if (exp == 0x1f) {
-    bits = sign | 0x7f800000u | (mant << 13);  // inf / nan
-  } else if (exp != 0) {
-    bits = sign | ((exp + 112) << 23) | (mant << 13);
-  } else if (mant == 0) {
-    bits = sign;
-  } else {  // subnormal: normalize
-    exp = 113;
-    while ((mant & 0x400) == 0) {
-      mant <<= 1;
-      --exp;
-    }
-    bits = sign | (exp << 23) | ((mant & 0x3ff) << 13);
-  }
-  float f;
-  std::memcpy(&f, &bits, sizeof(f));
-  return f;
-}
-
-float Bf16ToF32(uint16_t b) {
-  const uint32_t bits = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof(f));
-  return f;
 }
 
 std::string Shape(const std::vector<int64_t>& dims) {
@@ -116,18 +85,11 @@ class WeightReader {
     absl::StatusOr<const TensorInfo*> t = FindShaped(f_, name, {n});
     if (!t.ok()) return t.status();
     std::vector<float> v(n);
-    const uint8_t* src = (*t)->data;
     switch ((*t)->type) {
       case kernels::TensorType::kF32:
-        std::memcpy(v.data(), src, n * sizeof(float));
-        break;
       case kernels::TensorType::kF16:
       case kernels::TensorType::kBF16:
-        for (int64_t i = 0; i < n; ++i) {
-          uint16_t h;
-          std::memcpy(&h, src + 2 * i, 2);
-          v[i] = (*t)->type == kernels::TensorType::kF16 ? F16ToF32(h) : Bf16ToF32(h);
-        }
+        kernels::Dequantize((*t)->type, (*t)->data, v.data(), n, kernels::Isa::kScalar);
         break;
       default:
         return Error(f_, absl::StrCat("tensor '", name, "': type ",
