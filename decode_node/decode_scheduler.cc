@@ -173,9 +173,8 @@ absl::StatusOr<int64_t> DecodeScheduler::Reserve(const DecodeSpec& spec, absl::T
   return n_blocks;
 }
 
-absl::Status DecodeScheduler::InstallKv(const std::string& request_id, int64_t n_prompt_tokens,
-                                        absl::Span<const ReceivedBlock> blocks) {
-  std::lock_guard<std::mutex> lock(mutex_);
+absl::StatusOr<std::shared_ptr<DecodeScheduler::Sequence>> DecodeScheduler::FindAwaitingKvLocked(
+    const std::string& request_id) {
   auto it = sequences_.find(request_id);
   if (it == sequences_.end()) {
     return absl::NotFoundError(absl::StrCat("KV for unknown request id '", request_id, "'"));
@@ -185,6 +184,15 @@ absl::Status DecodeScheduler::InstallKv(const std::string& request_id, int64_t n
     return absl::FailedPreconditionError(absl::StrCat(
         "request '", request_id, "' is not awaiting KV (it is ", SequenceStateName(seq.state), ")"));
   }
+  return it->second;
+}
+
+absl::Status DecodeScheduler::InstallKv(const std::string& request_id, int64_t n_prompt_tokens,
+                                        absl::Span<const ReceivedBlock> blocks) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  absl::StatusOr<std::shared_ptr<Sequence>> found = FindAwaitingKvLocked(request_id);
+  if (!found.ok()) return found.status();
+  Sequence& seq = **found;
   const int64_t n_prompt = static_cast<int64_t>(seq.spec.prompt_ids.size());
   if (n_prompt_tokens != n_prompt) {
     return FailLocked(seq, absl::InvalidArgumentError(absl::StrCat(
@@ -232,15 +240,9 @@ absl::Status DecodeScheduler::InstallKv(const std::string& request_id, int64_t n
 
 absl::Status DecodeScheduler::CompleteKv(const std::string& request_id, int32_t first_token) {
   std::lock_guard<std::mutex> lock(mutex_);
-  auto it = sequences_.find(request_id);
-  if (it == sequences_.end()) {
-    return absl::NotFoundError(absl::StrCat("KV for unknown request id '", request_id, "'"));
-  }
-  Sequence& seq = *it->second;
-  if (seq.state != SequenceState::kAwaitingKv) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "request '", request_id, "' is not awaiting KV (it is ", SequenceStateName(seq.state), ")"));
-  }
+  absl::StatusOr<std::shared_ptr<Sequence>> found = FindAwaitingKvLocked(request_id);
+  if (!found.ok()) return found.status();
+  Sequence& seq = **found;
   const int64_t n_prompt_blocks = static_cast<int64_t>(seq.kv_received.size());
   if (seq.n_kv_received != n_prompt_blocks) {
     return FailLocked(seq, absl::InvalidArgumentError(absl::StrCat(
@@ -264,7 +266,7 @@ absl::Status DecodeScheduler::CompleteKv(const std::string& request_id, int32_t 
     return absl::OkStatus();
   }
   seq.state = SequenceState::kReady;
-  ready_.push_back(it->second);
+  ready_.push_back(*found);
   work_cv_.notify_all();
   return absl::OkStatus();
 }

@@ -149,6 +149,9 @@ class DecodeScheduler {
   void EndLocked(Sequence& seq, SequenceState state, SequenceEvent event);
   void FreeBlocksLocked(Sequence& seq);
   absl::Status FailLocked(Sequence& seq, absl::Status error);
+  // The sequence `request_id` names, if it is awaiting KV: NotFound or FailedPrecondition else.
+  // Requires mutex_.
+  absl::StatusOr<std::shared_ptr<Sequence>> FindAwaitingKvLocked(const std::string& request_id);
   void FinishLocked(Sequence& seq, const char* reason);
   bool IsEndToken(int32_t token) const;
 
