@@ -152,6 +152,7 @@ void DequantizeBlocks(const uint8_t* src, float* dst, int64_t n, int64_t block_e
 }
 
 void ScalarDequantize(TensorType type, const uint8_t* src, float* dst, int64_t n) {
+  const TensorTypeInfo& info = GetTensorTypeInfo(type);
   switch (type) {
     case TensorType::kF32:
       std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
@@ -163,21 +164,21 @@ void ScalarDequantize(TensorType type, const uint8_t* src, float* dst, int64_t n
       for (int64_t i = 0; i < n; ++i) dst[i] = Bf16BitsToFloat(LoadU16(src + 2 * i));
       return;
     case TensorType::kQ4_0:
-      return DequantizeBlocks<DequantizeQ4_0>(src, dst, n, 32, 18);
+      return DequantizeBlocks<DequantizeQ4_0>(src, dst, n, info.block_elems, info.block_bytes);
     case TensorType::kQ4_1:
-      return DequantizeBlocks<DequantizeQ4_1>(src, dst, n, 32, 20);
+      return DequantizeBlocks<DequantizeQ4_1>(src, dst, n, info.block_elems, info.block_bytes);
     case TensorType::kQ5_0:
-      return DequantizeBlocks<DequantizeQ5_0>(src, dst, n, 32, 22);
+      return DequantizeBlocks<DequantizeQ5_0>(src, dst, n, info.block_elems, info.block_bytes);
     case TensorType::kQ5_1:
-      return DequantizeBlocks<DequantizeQ5_1>(src, dst, n, 32, 24);
+      return DequantizeBlocks<DequantizeQ5_1>(src, dst, n, info.block_elems, info.block_bytes);
     case TensorType::kQ8_0:
-      return DequantizeBlocks<DequantizeQ8_0>(src, dst, n, 32, 34);
+      return DequantizeBlocks<DequantizeQ8_0>(src, dst, n, info.block_elems, info.block_bytes);
     case TensorType::kQ4_K:
-      return DequantizeBlocks<DequantizeQ4_K>(src, dst, n, 256, 144);
+      return DequantizeBlocks<DequantizeQ4_K>(src, dst, n, info.block_elems, info.block_bytes);
     case TensorType::kQ5_K:
-      return DequantizeBlocks<DequantizeQ5_K>(src, dst, n, 256, 176);
+      return DequantizeBlocks<DequantizeQ5_K>(src, dst, n, info.block_elems, info.block_bytes);
     case TensorType::kQ6_K:
-      return DequantizeBlocks<DequantizeQ6_K>(src, dst, n, 256, 210);
+      return DequantizeBlocks<DequantizeQ6_K>(src, dst, n, info.block_elems, info.block_bytes);
   }
   std::abort();  // programmer error: TensorType holds only the enumerators above
 }
