@@ -9,7 +9,11 @@ namespace pdserve::cli {
 void AddEngineFlags(ArgParser& parser) {
   parser.AddString("model", "model file: GGUF, or a llama2.c .bin checkpoint");
   parser.AddString("tokenizer", "tokenizer file for a llama2.c checkpoint (tok512.bin)");
-  parser.AddString("threads", "CPU threads (default 1)");
+  parser.AddString("device", "where the model runs: cpu | cuda (default cpu)");
+  parser.AddString("dtype",
+                   "with --device cuda: auto | f32 | bf16, the type of weight matrices and "
+                   "activations (default auto: f32 for f32 checkpoints, else bf16)");
+  parser.AddString("threads", "CPU threads (default 1; --device cpu)");
   parser.AddString("kernels", "auto | scalar | avx2 | avx512 (default auto: the best this CPU has)");
   parser.AddString("kv-dtype", "KV cache element type: f32 | f16 | bf16 (default f32)");
   parser.AddString("kv-block-size", "tokens per KV block (default 16)");
@@ -20,6 +24,21 @@ absl::StatusOr<engine::EngineOptions> EngineOptionsFromFlags(const ArgParser& pa
   options.model_path = parser.GetString("model");
   if (options.model_path.empty()) return absl::InvalidArgumentError("--model is required");
   options.tokenizer_path = parser.GetString("tokenizer");
+  absl::StatusOr<engine::Device> device = engine::ParseDevice(parser.GetString("device", "cpu"));
+  if (!device.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--device: ", device.status().message()));
+  }
+  options.device = *device;
+  absl::StatusOr<engine::CudaDtype> cuda_dtype =
+      engine::ParseCudaDtype(parser.GetString("dtype", "auto"));
+  if (!cuda_dtype.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--dtype: ", cuda_dtype.status().message()));
+  }
+  if (*cuda_dtype == engine::CudaDtype::kBF16 && options.device == engine::Device::kCpu) {
+    return absl::InvalidArgumentError(
+        "--dtype bf16 needs --device cuda (the CPU backend computes in f32)");
+  }
+  options.cuda_dtype = *cuda_dtype;
   absl::StatusOr<int64_t> threads = parser.GetInt("threads", 1);
   if (!threads.ok()) return threads.status();
   if (*threads < 1 || *threads > 1024) {

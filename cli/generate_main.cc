@@ -84,7 +84,7 @@ int Run(int argc, char** argv) {
     std::cerr << "pdserve-generate: " << request.status().message() << "\n";
     return 2;
   }
-  std::cerr << (*engine)->KvMemoryReport() << "\n";
+  std::cerr << (*engine)->DeviceReport() << "\n" << (*engine)->KvMemoryReport() << "\n";
   absl::StatusOr<engine::GenerationResult> result =
       engine::Generate(**engine, *request, [](absl::string_view text) {
         std::fwrite(text.data(), 1, text.size(), stdout);

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
@@ -59,7 +58,7 @@ struct DecodeScheduler::Sequence {
 };
 
 DecodeScheduler::DecodeScheduler(const model::ModelConfig& config, kv::KvBlockPool& pool,
-                                 engine::LlamaForward& forward, std::vector<int32_t> end_ids,
+                                 engine::ForwardPass& forward, std::vector<int32_t> end_ids,
                                  SchedulerOptions options)
     : config_(config),
       pool_(pool),
@@ -230,8 +229,13 @@ absl::Status DecodeScheduler::InstallKv(const std::string& request_id, int64_t n
                                  where, "checksum mismatch (sent ", block.checksum,
                                  ", computed ", checksum, ")")));
     }
-    std::memcpy(pool_.BlockData(seq.table.blocks[block.index]), block.data.data(),
-                block.data.size());
+    if (absl::Status s = pool_.WriteBlock(
+            seq.table.blocks[block.index],
+            absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(block.data.data()),
+                                block.data.size()));
+        !s.ok()) {
+      return FailLocked(seq, s);
+    }
     seq.kv_received[block.index] = true;
     ++seq.n_kv_received;
   }

@@ -4,7 +4,7 @@
 // A sequence arrives with its prompt ids (never recomputed here), reserves KV blocks for
 // prompt + max_tokens up front, receives the prompt's KV and first token from a prefill worker
 // (InstallKv / CompleteKv), then joins the running batch: every step runs ALL decoding sequences
-// together as one LlamaForward::Forward call, one token each, and samples each with its own
+// together as one ForwardPass::Forward call, one token each, and samples each with its own
 // parameters at its own position, exactly as engine::Generate does. Sequences join and leave only
 // between steps. Every block a sequence holds is freed when it ends, for any reason.
 //
@@ -26,7 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "common/engine/llama_forward.h"
+#include "common/engine/forward_pass.h"
 #include "common/kv/kv_block_pool.h"
 #include "common/model/model_weights.h"
 #include "common/sampling/sampler.h"
@@ -95,7 +95,7 @@ class DecodeScheduler {
   // All references must outlive the scheduler; `forward` must run over `pool`. `end_ids` are the
   // tokenizer's end-of-generation ids. Starts the scheduler thread.
   DecodeScheduler(const model::ModelConfig& config, kv::KvBlockPool& pool,
-                  engine::LlamaForward& forward, std::vector<int32_t> end_ids,
+                  engine::ForwardPass& forward, std::vector<int32_t> end_ids,
                   SchedulerOptions options);
   ~DecodeScheduler();  // stops the thread; every sequence still held is cancelled
   DecodeScheduler(const DecodeScheduler&) = delete;
@@ -157,7 +157,7 @@ class DecodeScheduler {
 
   const model::ModelConfig& config_;
   kv::KvBlockPool& pool_;
-  engine::LlamaForward& forward_;
+  engine::ForwardPass& forward_;
   const std::vector<int32_t> end_ids_;
   const SchedulerOptions options_;
 

@@ -74,7 +74,7 @@ int Run(int argc, char** argv) {
 
   absl::StatusOr<std::unique_ptr<engine::Engine>> engine = engine::Engine::Load(*options);
   if (!engine.ok()) return Fail(std::string(engine.status().message()), 1);
-  std::cerr << (*engine)->KvMemoryReport() << "\n";
+  std::cerr << (*engine)->DeviceReport() << "\n" << (*engine)->KvMemoryReport() << "\n";
 
   SchedulerOptions scheduler_options;
   scheduler_options.max_batch = static_cast<int>(*max_batch);

@@ -6,11 +6,12 @@
 #       builds only the GPU test and benchmark binaries (listed by CMake in
 #       DIR/gpu-check-manifest.txt), and bundles them into the bundle folder (default .gpu/):
 #       bin/ (the binaries), lib/ (every shared library they need that is neither glibc's nor
-#       the CUDA toolkit's), models/ (stories260K.*), bench/ (the PyTorch baseline), manifest.txt.
+#       the CUDA toolkit's), models/ (stories260K.*, tok512.bin) and golden/ (from ../shared),
+#       bench/ (the PyTorch baseline), manifest.txt.
 #
 #   deploy/gpu-check.sh --run [--dry-run] [--summary FILE] [--bundle DIR]
 #       There (the GPU machine, from the repo root, bundle present): nvidia-smi, every test
-#       binary (each under a timeout), the benchmarks, the PyTorch baseline, then, while time is
+#       binary (each under a timeout), pdserve-generate --device cuda on stories260K, the benchmarks, the PyTorch baseline, then, while time is
 #       left, compute-sanitizer memcheck over the small attention and KV cases; all within about
 #       4 minutes. Writes FILE (default
 #       BUNDLE/summary.txt: PASS/FAIL/SKIP per test, the benchmark numbers) and a full log beside
@@ -89,7 +90,7 @@ prepare() {
   # shellcheck disable=SC2086
   cmake --build "$build_dir" -j "$jobs" --target $targets || die "build failed"
 
-  rm -rf "${bundle:?}/bin" "${bundle:?}/lib" "${bundle:?}/models" "${bundle:?}/bench" \
+  rm -rf "${bundle:?}/bin" "${bundle:?}/lib" "${bundle:?}/models" "${bundle:?}/bench" "${bundle:?}/golden" \
     "${bundle:?}/manifest.txt"
   mkdir -p "$bundle/bin" "$bundle/lib" "$bundle/models" "$bundle/bench"
   local kind name timeout path
@@ -111,12 +112,15 @@ prepare() {
     fi
   done <"$manifest"
 
+  # The bundle doubles as the tests' shared folder (PDSERVE_SHARED_DIR): models/ and golden/.
   local m found=0
-  for m in "$shared_dir"/models/stories260K.*; do
+  for m in "$shared_dir"/models/stories260K.* "$shared_dir"/models/tok512.bin; do
     [ -f "$m" ] || continue
     cp "$m" "$bundle/models/" && found=1
   done
   ((found)) || note "WARNING: no $shared_dir/models/stories260K.* to bundle"
+  rm -rf "${bundle:?}/golden"
+  cp -r "$shared_dir/golden" "$bundle/golden" || note "WARNING: no $shared_dir/golden to bundle"
   cp "$root/bench/cuda/torch_decode_baseline.py" "$bundle/bench/" ||
     die "bench/cuda/torch_decode_baseline.py is missing"
   {
@@ -277,6 +281,8 @@ run() {
   : >"$summary"
   : >"$log"
   run_start=$SECONDS
+  # The tests read stories260K and the goldens from the bundle.
+  export PDSERVE_SHARED_DIR="$bundle"
   say "pdserve gpu-check $( ((dry_run)) && echo '--dry-run') $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
   sed 's/^/  /' "$bundle/BUILD_INFO" 2>/dev/null | tee -a "$summary"
 
@@ -329,6 +335,25 @@ run() {
       fi
       run_test "$name" "$timeout" "$bin"
     done <"$manifest"
+    # Command-line tools on the GPU: the greedy golden prompt through --device cuda.
+    while read -r kind name timeout; do
+      [ "$kind" = cli ] || continue
+      if ((gpu_present == 0)); then
+        say "SKIP $name --device cuda (nvidia-smi lists no GPU)"
+        continue
+      fi
+      resolve_libs "$bundle/bin/$name"
+      if [ -n "$unresolved" ]; then
+        say "FAIL $name: unresolved libraries: $unresolved"
+        n_fail=$((n_fail + 1))
+        continue
+      fi
+      run_test "$name --device cuda" "$timeout" "$bundle/bin/$name" --device cuda \
+        --model "$bundle/models/stories260K.bin" --tokenizer "$bundle/models/tok512.bin" \
+        --prompt "Once upon a time" --max-tokens 40 --temperature 0
+      grep -E '^===== '"$name"' --device cuda' -A12 "$log" | grep -E 'device: |TTFT|^Once|^ ' |
+        head -4 | sed 's/^/    /' | tee -a "$summary"
+    done <"$manifest"
 
     say "--- benchmarks"
     while read -r kind name timeout; do
@@ -348,14 +373,17 @@ run() {
       say "BENCH_NOT_RUN torch_decode_baseline (no python3)"
     fi
 
-    say "--- compute-sanitizer (memcheck) on the attention and KV tests' small cases"
+    say "--- compute-sanitizer (memcheck) on the attention, KV and forward tests' small cases"
     sanitizer="$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer \
                    /opt/nvidia/*/compute-sanitizer 2>/dev/null | head -1)"
     if [ -n "$sanitizer" ] && (( $(time_for 45) >= 30 )); then
       local sname
-      for sname in cuda_paged_attention_test cuda_kv_blocks_test; do
+      local entry
+      for entry in 'cuda_paged_attention_test:*Small*' 'cuda_kv_blocks_test:*Small*' \
+                   'cuda_forward_test:*Mixed*:*Rejects*:*Pool*'; do
+        sname="${entry%%:*}"
         [ -x "$bundle/bin/$sname" ] || continue
-        run_sanitizer "$sname"
+        run_sanitizer "$sname" "${entry#*:}"
       done
     else
       say "SKIP memcheck (compute-sanitizer ${sanitizer:-not found}; $(time_for 45)s left)"
@@ -365,10 +393,10 @@ run() {
   ((n_fail == 0))
 }
 
-# memcheck over the small cases of a test binary (gtest filter *Small*). Sanitizer errors fail;
+# memcheck over the cases of a test binary that the gtest filter picks. Sanitizer errors fail;
 # a sanitizer that cannot run on this machine, or runs out of time, is a SKIP.
 run_sanitizer() {
-  local name=$1 t out rc
+  local name=$1 filter=$2 t out rc
   t="$(time_for 45)"
   if ((t < 15)); then
     say "SKIP memcheck:$name (time budget spent)"
@@ -376,7 +404,7 @@ run_sanitizer() {
   fi
   out="$(mktemp)"
   LD_LIBRARY_PATH="$(lib_path_for)" timeout -k 5 "$t" "$sanitizer" --tool memcheck \
-    --error-exitcode 99 "$bundle/bin/$name" --gtest_filter='*Small*' >"$out" 2>&1
+    --error-exitcode 99 "$bundle/bin/$name" --gtest_filter="$filter" >"$out" 2>&1
   rc=$?
   { echo "===== memcheck $name: rc $rc"; cat "$out"; } >>"$log"
   if ((rc == 0)); then

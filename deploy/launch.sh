@@ -109,7 +109,7 @@ declare -A cfg=(
 )
 known_keys="model tokenizer host router_port prefill_workers decode_workers prefill_base_port"
 known_keys+=" decode_base_port threads prefill_cpus decode_cpus router_cpus kv_pool_tokens"
-known_keys+=" max_batch router_flags prefill_flags decode_flags health_timeout_s"
+known_keys+=" max_batch router_flags prefill_flags decode_flags health_timeout_s device dtype"
 line_no=0
 while IFS= read -r line || [ -n "$line" ]; do
   line_no=$((line_no + 1))
@@ -182,6 +182,10 @@ start() {
 
 tokenizer_args=()
 [ -z "${cfg[tokenizer]:-}" ] || tokenizer_args=(--tokenizer "${cfg[tokenizer]}")
+# Where both kinds of worker run the model (the binaries check the values).
+device_args=()
+[ -z "${cfg[device]:-}" ] || device_args+=(--device "${cfg[device]}")
+[ -z "${cfg[dtype]:-}" ] || device_args+=(--dtype "${cfg[dtype]}")
 read -r -a router_extra <<<"${cfg[router_flags]:-}"
 read -r -a prefill_extra <<<"${cfg[prefill_flags]:-}"
 read -r -a decode_extra <<<"${cfg[decode_flags]:-}"
@@ -193,7 +197,7 @@ for ((i = 0; i < n_prefill; i++)); do
   start "prefill-$i" "$(nth_word "${cfg[prefill_cpus]:-}" "$i")" "$prefill_bin" \
     --listen "$host:$((cfg[prefill_base_port] + i))" --router "$router_addr" \
     --worker-id "prefill-$i" --model "$model" "${tokenizer_args[@]}" \
-    --threads "${cfg[threads]}" "${prefill_extra[@]}"
+    --threads "${cfg[threads]}" "${device_args[@]}" "${prefill_extra[@]}"
 done
 decode_args=()
 [ -z "${cfg[kv_pool_tokens]:-}" ] || decode_args+=(--kv-pool-tokens "${cfg[kv_pool_tokens]}")
@@ -202,7 +206,7 @@ for ((i = 0; i < n_decode; i++)); do
   start "decode-$i" "$(nth_word "${cfg[decode_cpus]:-}" "$i")" "$decode_bin" \
     --listen "$host:$((cfg[decode_base_port] + i))" --router "$router_addr" \
     --worker-id "decode-$i" --model "$model" "${tokenizer_args[@]}" \
-    --threads "${cfg[threads]}" "${decode_args[@]}" "${decode_extra[@]}"
+    --threads "${cfg[threads]}" "${device_args[@]}" "${decode_args[@]}" "${decode_extra[@]}"
 done
 
 # Fails the launch: stops everything, prints the log tail of the process that failed.

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstring>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -270,7 +270,9 @@ absl::StatusOr<PrefillOutcome> PrefillScheduler::RunJob(Job& job) {
   } free_on_exit{this, table};
   // The positions past the prompt in a partial last block are sent too: make them zeros rather
   // than another request's stale K/V.
-  if (n_prompt % block_size != 0) std::memset(pool.BlockData(table.blocks.back()), 0, block_bytes);
+  if (n_prompt % block_size != 0) {
+    if (absl::Status s = pool.ZeroBlock(table.blocks.back()); !s.ok()) return s;
+  }
 
   std::unique_ptr<KvSink> sink = sinks_.Open(request.decode_address, request.deadline);
   {
@@ -332,9 +334,16 @@ absl::StatusOr<PrefillOutcome> PrefillScheduler::RunJob(Job& job) {
             parent, absl::MakeConstSpan(prompt.data() + b * block_size, block_size));
         block->set_key(KeyBytes(parent));
       }
-      const uint8_t* data = pool.BlockData(table.blocks[b]);
-      block->set_data(data, block_bytes);
-      block->set_checksum(XXH3_64bits(data, block_bytes));
+      std::string* data = block->mutable_data();
+      data->resize(block_bytes);
+      if (absl::Status s = pool.ReadBlock(
+              table.blocks[b],
+              absl::MakeSpan(reinterpret_cast<uint8_t*>(data->data()), block_bytes));
+          !s.ok()) {
+        sink->Cancel();
+        return s;
+      }
+      block->set_checksum(XXH3_64bits(data->data(), block_bytes));
     }
     if (last) {
       // As engine::Generate chooses the first token: at position n_prompt, with the prompt as

@@ -168,6 +168,9 @@ bool MakeBatch(Arena& arena, int n, int ctx, int n_sms, Batch& b) {
   b.plan = PlanPagedAttentionDecode(PagedDecodeShape{n, kHeads, kKvHeads, kHeadDim, ctx + 1},
                                     n_sms);
   b.workspace = b.plan.workspace_bytes ? arena.Alloc<uint8_t>(b.plan.workspace_bytes) : nullptr;
+  if (b.workspace != nullptr && cudaMemset(b.workspace, 0, b.plan.workspace_bytes) != cudaSuccess) {
+    return false;  // the attention workspace must start zeroed
+  }
   b.x = arena.Alloc<float>(size_t{1} * n * kDim);
   b.h = arena.Alloc<__nv_bfloat16>(size_t{1} * n * kDim);
   b.qkv = arena.Alloc<__nv_bfloat16>(size_t{1} * n * kQkv);

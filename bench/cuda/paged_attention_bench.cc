@@ -79,7 +79,10 @@ int RunConfig(const Config& c, Shared& sh) {
     if (cudaMalloc(reinterpret_cast<void**>(&d_ctx), ctx_lens.size() * 4) != cudaSuccess) break;
     if (cudaMalloc(&d_q, q.size() * 2) != cudaSuccess) break;
     if (cudaMalloc(&d_out, q.size() * 2) != cudaSuccess) break;
-    if (plan.workspace_bytes > 0 && cudaMalloc(&d_ws, plan.workspace_bytes) != cudaSuccess) break;
+    if (plan.workspace_bytes > 0 && (cudaMalloc(&d_ws, plan.workspace_bytes) != cudaSuccess ||
+                                     cudaMemset(d_ws, 0, plan.workspace_bytes) != cudaSuccess)) {
+      break;  // (the workspace must start zeroed)
+    }
     cudaMemcpy(d_tables, tables.data(), tables.size() * 4, cudaMemcpyHostToDevice);
     cudaMemcpy(d_ctx, ctx_lens.data(), ctx_lens.size() * 4, cudaMemcpyHostToDevice);
     cudaMemcpy(d_q, q.data(), q.size() * 2, cudaMemcpyHostToDevice);

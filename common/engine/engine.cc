@@ -1,7 +1,10 @@
 #include "common/engine/engine.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/engine/cpu_llama_forward.h"
 #include "common/gguf/gguf_file.h"
 #include "common/kv/kv_layout.h"
 #include "common/model/gguf_llama_loader.h"
@@ -68,12 +71,23 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const EngineOptions& option
   const int64_t pool_tokens =
       options.kv_pool_tokens > 0 ? options.kv_pool_tokens : config.context_length;
   const int64_t n_blocks = (pool_tokens + layout.block_size - 1) / layout.block_size;
+  if (options.device == Device::kCuda) {
+    absl::StatusOr<DeviceBackend> backend = CreateCudaBackend(engine->weights_, layout, n_blocks,
+                                                             options.cuda_dtype);
+    if (!backend.ok()) return backend.status();
+    engine->kv_pool_ = std::move(backend->pool);
+    engine->forward_ = std::move(backend->forward);
+    engine->device_report_ = std::move(backend->description);
+    return engine;
+  }
   absl::StatusOr<std::unique_ptr<kv::KvBlockPool>> pool = kv::KvBlockPool::Create(layout, n_blocks);
   if (!pool.ok()) return pool.status();
   engine->kv_pool_ = *std::move(pool);
   engine->threads_ = std::make_unique<kernels::ThreadPool>(options.n_threads);
-  engine->forward_ = std::make_unique<LlamaForward>(engine->weights_, *engine->kv_pool_,
-                                                    *engine->threads_, options.isa);
+  engine->forward_ = std::make_unique<CpuLlamaForward>(engine->weights_, *engine->kv_pool_,
+                                                       *engine->threads_, options.isa);
+  engine->device_report_ = absl::StrCat("device: cpu (", kernels::IsaName(options.isa),
+                                        " kernels, ", options.n_threads, " threads)");
   return engine;
 }
 

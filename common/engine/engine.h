@@ -6,7 +6,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "common/engine/llama_forward.h"
+#include "common/engine/backend.h"
+#include "common/engine/forward_pass.h"
 #include "common/kv/kv_block_pool.h"
 #include "common/model/model_weights.h"
 #include "common/tokenizer/chat_template.h"
@@ -19,7 +20,9 @@ namespace pdserve::engine {
 struct EngineOptions {
   std::string model_path;      // GGUF or llama2.c .bin
   std::string tokenizer_path;  // llama2.c tokenizer (tok512.bin); unused for GGUF
-  int n_threads = 1;
+  Device device = Device::kCpu;
+  CudaDtype cuda_dtype = CudaDtype::kAuto;  // --device cuda only
+  int n_threads = 1;  // CPU backend only
   kernels::Isa isa = kernels::DetectBestIsa();
   int kv_block_size = kv::kDefaultBlockSize;
   kernels::KvDtype kv_dtype = kernels::KvDtype::kF32;
@@ -36,13 +39,17 @@ class Engine {
   const tokenizer::Tokenizer& tokenizer() const { return *tokenizer_; }
   // The model's chat template, or the error that explains why it has none we support.
   const absl::StatusOr<tokenizer::ChatTemplate>& chat_template() const { return chat_template_; }
+  // The pool's bytes live where the model runs (pool.on_host() is false on CUDA).
   kv::KvBlockPool& kv_pool() { return *kv_pool_; }
-  LlamaForward& forward() { return *forward_; }
+  ForwardPass& forward() { return *forward_; }
   const EngineOptions& options() const { return options_; }
 
   // One line on the KV cache's memory: bytes per token (2 × layers × kv_heads × head_dim ×
   // bytes per element), blocks and total.
   std::string KvMemoryReport() const;
+  // One line on where the model runs ("device: cpu (avx2 kernels, 2 threads)" or the CUDA
+  // device and the weights' device memory).
+  const std::string& DeviceReport() const { return device_report_; }
 
  private:
   Engine() = default;
@@ -52,8 +59,9 @@ class Engine {
   std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
   absl::StatusOr<tokenizer::ChatTemplate> chat_template_ = absl::UnknownError("not loaded");
   std::unique_ptr<kv::KvBlockPool> kv_pool_;
-  std::unique_ptr<kernels::ThreadPool> threads_;
-  std::unique_ptr<LlamaForward> forward_;
+  std::unique_ptr<kernels::ThreadPool> threads_;  // CPU backend only
+  std::unique_ptr<ForwardPass> forward_;          // reads kv_pool_; declared after it
+  std::string device_report_;
 };
 
 }  // namespace pdserve::engine

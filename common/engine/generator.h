@@ -1,7 +1,7 @@
 #pragma once
 // Generation of one sequence, start to end, on an Engine: prefill the prompt, then decode one
 // token per step until max tokens, a stop string or an end-of-generation token. What the
-// single-process CLI runs; workers run the same LlamaForward with continuous batching instead.
+// single-process CLI runs; workers run the same ForwardPass with continuous batching instead.
 
 #include <cstdint>
 #include <functional>

@@ -36,9 +36,15 @@ absl::Status CheckPoolArgs(const KvLayout& layout, int64_t n_blocks) {
 }  // namespace
 
 KvBlockPool::KvBlockPool(const KvLayout& layout, int64_t n_blocks)
-    : layout_(layout), n_total_(n_blocks) {
+    : KvBlockPool(layout, n_blocks, nullptr) {}
+
+KvBlockPool::KvBlockPool(const KvLayout& layout, int64_t n_blocks,
+                         std::unique_ptr<KvBlockStorage> storage)
+    : layout_(layout), n_total_(n_blocks), storage_(std::move(storage)) {
   if (absl::Status s = CheckPoolArgs(layout, n_blocks); !s.ok()) Die(s.ToString());
-  bytes_.reset(new uint8_t[static_cast<size_t>(n_blocks) * layout_.BlockBytes()]());
+  if (storage_ == nullptr) {
+    storage_ = MakeHostKvStorage(static_cast<size_t>(n_blocks) * layout_.BlockBytes());
+  }
   allocated_.assign(static_cast<size_t>(n_blocks), false);
   // A stack popped from the back: the first allocations get ids 0, 1, 2, ...
   free_list_.reserve(static_cast<size_t>(n_blocks));
@@ -49,6 +55,19 @@ absl::StatusOr<std::unique_ptr<KvBlockPool>> KvBlockPool::Create(const KvLayout&
                                                                  int64_t n_blocks) {
   if (absl::Status s = CheckPoolArgs(layout, n_blocks); !s.ok()) return s;
   return std::make_unique<KvBlockPool>(layout, n_blocks);
+}
+
+absl::StatusOr<std::unique_ptr<KvBlockPool>> KvBlockPool::Create(
+    const KvLayout& layout, int64_t n_blocks, std::unique_ptr<KvBlockStorage> storage) {
+  if (absl::Status s = CheckPoolArgs(layout, n_blocks); !s.ok()) return s;
+  if (storage == nullptr) return absl::InvalidArgumentError("KV block pool: no storage");
+  const size_t want = static_cast<size_t>(n_blocks) * layout.BlockBytes();
+  if (storage->size() != want) {
+    return absl::InvalidArgumentError(absl::StrCat("KV block pool: storage holds ",
+                                                   storage->size(), " bytes, ", n_blocks,
+                                                   " blocks need ", want));
+  }
+  return std::unique_ptr<KvBlockPool>(new KvBlockPool(layout, n_blocks, std::move(storage)));
 }
 
 absl::StatusOr<std::vector<BlockId>> KvBlockPool::Allocate(int64_t n) {
@@ -113,11 +132,40 @@ uint8_t* KvBlockPool::BlockData(BlockId id) {
   if (id < 0 || id >= n_total_) {
     Die(absl::StrCat("BlockData(", id, ") out of [0, ", n_total_, ")"));
   }
-  return bytes_.get() + static_cast<size_t>(id) * layout_.BlockBytes();
+  if (!on_host()) Die("BlockData on a pool in device memory: use ReadBlock/WriteBlock");
+  return storage_->data() + static_cast<size_t>(id) * layout_.BlockBytes();
 }
 
 const uint8_t* KvBlockPool::BlockData(BlockId id) const {
   return const_cast<KvBlockPool*>(this)->BlockData(id);
+}
+
+absl::Status KvBlockPool::CheckBlockAccess(BlockId id, size_t bytes) const {
+  if (id < 0 || id >= n_total_) {
+    return absl::OutOfRangeError(
+        absl::StrCat("KV block pool: block ", id, " is outside [0, ", n_total_, ")"));
+  }
+  if (bytes != layout_.BlockBytes()) {
+    return absl::InvalidArgumentError(absl::StrCat("KV block pool: ", bytes,
+                                                   " bytes given for a block of ",
+                                                   layout_.BlockBytes()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status KvBlockPool::ReadBlock(BlockId id, absl::Span<uint8_t> out) const {
+  if (absl::Status s = CheckBlockAccess(id, out.size()); !s.ok()) return s;
+  return storage_->CopyToHost(static_cast<size_t>(id) * layout_.BlockBytes(), out);
+}
+
+absl::Status KvBlockPool::WriteBlock(BlockId id, absl::Span<const uint8_t> in) {
+  if (absl::Status s = CheckBlockAccess(id, in.size()); !s.ok()) return s;
+  return storage_->CopyFromHost(static_cast<size_t>(id) * layout_.BlockBytes(), in);
+}
+
+absl::Status KvBlockPool::ZeroBlock(BlockId id) {
+  if (absl::Status s = CheckBlockAccess(id, layout_.BlockBytes()); !s.ok()) return s;
+  return storage_->Zero(static_cast<size_t>(id) * layout_.BlockBytes(), layout_.BlockBytes());
 }
 
 }  // namespace pdserve::kv

@@ -1,6 +1,8 @@
 #pragma once
 // A fixed pool of KV blocks (layout in kv_layout.h) with exact accounting. Block metadata (ids,
-// free list) is kept apart from the bytes. Thread-safe.
+// free list) is kept apart from the bytes, which live in a KvBlockStorage: host memory by
+// default, device memory for the CUDA backend. Thread-safe (the accounting; two writers of one
+// block's bytes are the caller's to order).
 
 #include <cstdint>
 #include <memory>
@@ -9,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "common/kv/kv_block_storage.h"
 #include "common/kv/kv_layout.h"
 
 namespace pdserve::kv {
@@ -27,6 +30,10 @@ class KvBlockPool {
   // As the constructor, with InvalidArgument instead of aborting on a bad layout or count.
   static absl::StatusOr<std::unique_ptr<KvBlockPool>> Create(const KvLayout& layout,
                                                              int64_t n_blocks);
+  // A pool over `storage`, which must hold exactly n_blocks × layout.BlockBytes() bytes
+  // (InvalidArgument otherwise). Its bytes are not cleared here.
+  static absl::StatusOr<std::unique_ptr<KvBlockPool>> Create(
+      const KvLayout& layout, int64_t n_blocks, std::unique_ptr<KvBlockStorage> storage);
 
   // All or nothing: n free blocks, or ResourceExhausted (nothing allocated) naming the counts.
   // n == 0 gives an empty vector; n < 0 is InvalidArgument. A block's bytes are not cleared on
@@ -44,14 +51,31 @@ class KvBlockPool {
   int64_t n_total() const { return n_total_; }
   const KvLayout& layout() const { return layout_; }
 
-  // The block's bytes (layout().BlockBytes() of them). Precondition: 0 <= id < n_total().
+  // The block's bytes (layout().BlockBytes() of them) in host memory. Preconditions (abort on
+  // violation): 0 <= id < n_total() and on_host().
   uint8_t* BlockData(BlockId id);
   const uint8_t* BlockData(BlockId id) const;
 
+  // Whether the bytes are host memory (BlockData works) or device memory.
+  bool on_host() const { return storage_->host_addressable(); }
+  // Address of block 0 in the storage's memory (a device address when !on_host()); block b
+  // starts layout().BlockBytes() × b bytes after it.
+  uint8_t* storage_data() { return storage_->data(); }
+
+  // Copies one block's bytes to or from the host, or zeroes them; for host and device pools
+  // alike. The span must be layout().BlockBytes() long (InvalidArgument otherwise); an id out
+  // of [0, n_total()) is OutOfRange. Allocation state is not checked: the caller owns the block.
+  absl::Status ReadBlock(BlockId id, absl::Span<uint8_t> out) const;
+  absl::Status WriteBlock(BlockId id, absl::Span<const uint8_t> in);
+  absl::Status ZeroBlock(BlockId id);
+
  private:
+  KvBlockPool(const KvLayout& layout, int64_t n_blocks, std::unique_ptr<KvBlockStorage> storage);
+  absl::Status CheckBlockAccess(BlockId id, size_t bytes) const;
+
   KvLayout layout_;
   int64_t n_total_;
-  std::unique_ptr<uint8_t[]> bytes_;
+  std::unique_ptr<KvBlockStorage> storage_;
   mutable std::mutex mutex_;
   std::vector<BlockId> free_list_;   // guarded by mutex_
   std::vector<bool> allocated_;      // guarded by mutex_

@@ -1,6 +1,7 @@
 #pragma once
-// The decoder's matrix products through cuBLAS: bf16 weights and activations, f32 accumulation.
-// Weights are dequantized to bf16 once, at load (kernels/cuda/dequantize.h).
+// The decoder's matrix products through cuBLAS: bf16 weights and activations with f32
+// accumulation (the fast path), or f32 throughout (the exact path, no TF32). Weights are
+// dequantized to bf16 or f32 once, at load (kernels/cuda/dequantize.h).
 
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -23,5 +24,10 @@ namespace pdserve::kernels::gpu {
 cudaError_t GemmBf16(cublasHandle_t handle, const __nv_bfloat16* x, int64_t n_tokens,
                      const __nv_bfloat16* w, int64_t rows, int64_t cols, void* y,
                      ActDtype y_dtype, cudaStream_t stream);
+
+// The same product with x, w and y all f32: f32 multiply-adds on the CUDA cores (the math mode
+// the call sets rules out TF32 tensor cores), for an f32 forward pass. Errors as GemmBf16's.
+cudaError_t GemmF32(cublasHandle_t handle, const float* x, int64_t n_tokens, const float* w,
+                    int64_t rows, int64_t cols, float* y, cudaStream_t stream);
 
 }  // namespace pdserve::kernels::gpu

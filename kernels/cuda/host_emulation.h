@@ -105,6 +105,18 @@ inline unsigned int __float_as_uint(float f) {
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }
 inline float __fsub_rn(float a, float b) { return a - b; }
+// Blocks run one after another and threads switch only at barriers and shuffles, so an atomic
+// is a plain read-modify-write and every write is already visible to later blocks.
+inline unsigned int atomicAdd(unsigned int* address, unsigned int value) {
+  const unsigned int old = *address;
+  *address = old + value;
+  return old;
+}
+inline void __threadfence() {}
+template <typename T>
+inline T __ldcg(const T* p) {
+  return *p;
+}
 // The device's overloaded min/max, for same-typed arguments.
 template <typename T>
 inline T min(T a, T b) { return b < a ? b : a; }

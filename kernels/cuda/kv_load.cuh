@@ -2,6 +2,8 @@
 // Loading 8 consecutive K/V elements (one 16-byte load for f16/bf16, two for f32) and widening
 // them to f32. Private to the attention kernels. Addresses are 16-byte aligned (checked by the
 // launchers: head_dim % 8 == 0, pool and slab offsets 16-byte aligned).
+// Also the q loads and out stores of the attention kernels, whose q/out rows are bf16 or f32
+// (chosen at run time, uniformly for a launch: one kernel body serves both).
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -68,6 +70,39 @@ __device__ __forceinline__ void Widen8(const Raw8<float>& r, float f[8]) {
   f[5] = __uint_as_float(r.w[1].y);
   f[6] = __uint_as_float(r.w[1].z);
   f[7] = __uint_as_float(r.w[1].w);
+}
+
+// q/out elements: f32 (read and written exactly) or bf16 (out rounded to nearest).
+struct AttentionIo {
+  const void* q;
+  void* out;
+  bool f32;
+};
+
+// Elements [at, at + 8) of q, widened; q + at is 16-byte aligned.
+__device__ __forceinline__ void LoadQ8(const AttentionIo& io, int64_t at, float f[8]) {
+  if (io.f32) {
+    Raw8<float> r;
+    Load8(static_cast<const float*>(io.q) + at, r);
+    Widen8(r, f);
+  } else {
+    Raw8<__nv_bfloat16> r;
+    Load8(static_cast<const __nv_bfloat16*>(io.q) + at, r);
+    Widen8(r, f);
+  }
+}
+
+__device__ __forceinline__ float LoadQ(const AttentionIo& io, int64_t at) {
+  return io.f32 ? static_cast<const float*>(io.q)[at]
+                : __bfloat162float(static_cast<const __nv_bfloat16*>(io.q)[at]);
+}
+
+__device__ __forceinline__ void StoreOut(const AttentionIo& io, int64_t at, float v) {
+  if (io.f32) {
+    static_cast<float*>(io.out)[at] = v;
+  } else {
+    static_cast<__nv_bfloat16*>(io.out)[at] = __float2bfloat16_rn(v);
+  }
 }
 
 }  // namespace pdserve::kernels::gpu::detail

@@ -11,8 +11,12 @@
 //     sum and weighted V sum), rescaled once per U rows; no scores go through shared memory;
 //   - the row groups' partial sums are merged in shared memory and written as (acc, max, sum)
 //     per split, or as the output when the context fits one split.
-// A second kernel combines the splits with log-sum-exp weights. Scores stay in the base-2 domain
-// (q is scaled by scale · log2(e)), so each exponential is one ex2 instruction.
+// The splits are combined with log-sum-exp weights by the last of a (seq, kv head [, chunk])'s
+// thread blocks to finish (a counter per unit in the workspace, counted up with atomicAdd after a
+// __threadfence and reset by that block), so a multi-split call is one launch: a second,
+// combine kernel cost ~4 µs of launch gap and tail per call at batch 32 × 4K context (H100).
+// Scores stay in the base-2 domain (q is scaled by scale · log2(e)), so each exponential is one
+// ex2 instruction.
 //
 // The thread blocks of one split and sequence for the different kv heads have consecutive
 // indices: they run at the same time and read the same K/V slabs (the kv heads of a position are
@@ -52,9 +56,8 @@ template <typename KvT, int G>
 constexpr int kRowsPerThread = (G <= 4 ? 4 : 2) / (sizeof(KvT) == 4 ? 2 : 1);
 
 struct DecodeParams {
-  const __nv_bfloat16* q;
+  detail::AttentionIo io;  // q and out, bf16 or f32
   int64_t q_stride;
-  __nv_bfloat16* out;
   int64_t out_stride;
   const int32_t* block_tables;
   int64_t table_stride;
@@ -72,6 +75,7 @@ struct DecodeParams {
   int token_bytes;    // n_kv_heads * head_dim * element size: positions' stride in a slab
   float* part_acc;    // (n_seqs, n_heads, n_splits, head_dim)
   float* part_ml;     // (n_seqs, n_heads, n_splits, 2): max (base 2), sum
+  unsigned* arrived;  // (n_seqs, n_units): splits of the unit done so far; 0 between calls
 };
 
 // 2^x, flushing results below 2^-126 to zero (negligible softmax weights): one MUFU.EX2, where
@@ -125,12 +129,12 @@ __global__ void __launch_bounds__(kThreads, G <= 3 ? kResidentBlocksPerSmSmallG 
   const int64_t t0 = static_cast<int64_t>(split) * p.split_tokens;
   const int64_t t1 = min(t0 + p.split_tokens, ctx);
   if (t0 >= t1) {
-    if (p.n_splits == 1) {  // empty context: zeros
+    if (split == 0) {  // empty context (ctx == 0): zeros
       for (int i = threadIdx.x; i < n_h * hd; i += kThreads) {
-        p.out[seq * p.out_stride + static_cast<int64_t>(head0) * hd + i] = __float2bfloat16_rn(0.f);
+        detail::StoreOut(p.io, seq * p.out_stride + static_cast<int64_t>(head0) * hd + i, 0.0f);
       }
     }
-    return;  // the combine pass only reads splits that hold positions
+    return;  // the combine only reads, and only counts, splits that hold positions
   }
   const int n = static_cast<int>(t1 - t0);
 
@@ -164,9 +168,7 @@ __global__ void __launch_bounds__(kThreads, G <= 3 ? kResidentBlocksPerSmSmallG 
 #pragma unroll
     for (int j = 0; j < 8; ++j) qf[h][j] = 0.0f;
     if (active && h < n_h) {
-      Raw8<__nv_bfloat16> raw;
-      Load8(p.q + seq * p.q_stride + static_cast<int64_t>(head0 + h) * hd + d0, raw);
-      Widen8(raw, qf[h]);
+      detail::LoadQ8(p.io, seq * p.q_stride + static_cast<int64_t>(head0 + h) * hd + d0, qf[h]);
 #pragma unroll
       for (int j = 0; j < 8; ++j) qf[h][j] *= p.q_scale;
     }
@@ -351,7 +353,7 @@ __global__ void __launch_bounds__(kThreads, G <= 3 ? kResidentBlocksPerSmSmallG 
     }
     const int head = head0 + h;
     if (p.n_splits == 1) {
-      p.out[seq * p.out_stride + static_cast<int64_t>(head) * hd + d] = __float2bfloat16_rn(o / l);
+      detail::StoreOut(p.io, seq * p.out_stride + static_cast<int64_t>(head) * hd + d, o / l);
     } else {
       const int64_t part = (static_cast<int64_t>(seq) * p.n_heads + head) * p.n_splits + split;
       p.part_acc[part * hd + d] = o;
@@ -361,28 +363,38 @@ __global__ void __launch_bounds__(kThreads, G <= 3 ? kResidentBlocksPerSmSmallG 
       }
     }
   }
-}
+  if (p.n_splits == 1) return;
 
-// grid: (n_heads, n_seqs); one thread per output element of the head.
-__global__ void DecodeCombineKernel(DecodeParams p) {
-  const int head = blockIdx.x;
-  const int seq = blockIdx.y;
-  const int hd = p.kv.head_dim;
-  const int64_t ctx = ClampedCtx(p, seq);
+  // The last of the unit's n_valid splits to get here combines them. Each thread's partials are
+  // made visible device-wide before thread 0 counts the block in; the last block reads the
+  // others' partials past L1 (__ldcg) and resets the counter for the next call.
   const int n_valid = static_cast<int>((ctx + p.split_tokens - 1) / p.split_tokens);
-  const int64_t part0 = (static_cast<int64_t>(seq) * p.n_heads + head) * p.n_splits;
-  float m = -INFINITY;
-  for (int s = 0; s < n_valid; ++s) m = fmaxf(m, p.part_ml[(part0 + s) * 2]);
-  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+  PDSERVE_STATIC_SMEM bool last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    unsigned* arrived = p.arrived + static_cast<int64_t>(seq) * p.n_units + unit;
+    last = atomicAdd(arrived, 1u) == static_cast<unsigned>(n_valid - 1);
+    if (last) *arrived = 0;  // every split of this unit has counted in
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  for (int i = threadIdx.x; i < n_h * hd; i += kThreads) {
+    const int h = i / hd;
+    const int d = i - h * hd;
+    const int head = head0 + h;
+    const int64_t part0 = (static_cast<int64_t>(seq) * p.n_heads + head) * p.n_splits;
+    float m = -INFINITY;
+    for (int s = 0; s < n_valid; ++s) m = fmaxf(m, __ldcg(&p.part_ml[(part0 + s) * 2]));
     float l = 0.0f;
     float o = 0.0f;
     for (int s = 0; s < n_valid; ++s) {
-      const float w = Exp2(p.part_ml[(part0 + s) * 2] - m);
-      l = fmaf(p.part_ml[(part0 + s) * 2 + 1], w, l);
-      o = fmaf(p.part_acc[(part0 + s) * hd + d], w, o);
+      const float w = Exp2(__ldcg(&p.part_ml[(part0 + s) * 2]) - m);
+      l = fmaf(__ldcg(&p.part_ml[(part0 + s) * 2 + 1]), w, l);
+      o = fmaf(__ldcg(&p.part_acc[(part0 + s) * hd + d]), w, o);
     }
-    p.out[seq * p.out_stride + static_cast<int64_t>(head) * hd + d] =
-        __float2bfloat16_rn(n_valid > 0 ? o / l : 0.0f);
+    detail::StoreOut(p.io, seq * p.out_stride + static_cast<int64_t>(head) * hd + d, o / l);
   }
 }
 
@@ -393,6 +405,30 @@ int GroupTile(int group) {
   const int n_chunks = (group + 7) / 8;
   const int per_chunk = (group + n_chunks - 1) / n_chunks;
   return per_chunk <= 4 ? 4 : (per_chunk <= 6 ? 6 : 8);
+}
+
+// The decode workspace of a multi-split call: the arrival counters first (they must start at
+// zero; each call leaves them zero), then the partial sums and the (max, sum) pairs.
+struct WorkspaceLayout {
+  size_t acc_offset = 0;
+  size_t ml_offset = 0;
+  size_t total = 0;
+};
+
+WorkspaceLayout LayOutWorkspace(const PagedDecodeShape& shape, int n_splits) {
+  const size_t n_seqs = static_cast<size_t>(std::max(shape.n_seqs, 0));
+  const int group = shape.n_kv_heads > 0 ? std::max(1, shape.n_heads / shape.n_kv_heads) : 1;
+  const int g_tile = GroupTile(group);
+  const size_t units = static_cast<size_t>(std::max(shape.n_kv_heads, 0)) *
+                       static_cast<size_t>((group + g_tile - 1) / g_tile);
+  const size_t parts = n_seqs * static_cast<size_t>(std::max(shape.n_heads, 0)) *
+                       static_cast<size_t>(n_splits);
+  WorkspaceLayout w;
+  w.acc_offset = (n_seqs * units * sizeof(unsigned) + 15) / 16 * 16;
+  w.ml_offset =
+      w.acc_offset + (parts * static_cast<size_t>(std::max(shape.head_dim, 0)) * 4 + 15) / 16 * 16;
+  w.total = w.ml_offset + parts * 2 * 4;
+  return w;
 }
 
 int Log2IfPow2(int x) {
@@ -457,22 +493,21 @@ PagedDecodePlan PlanPagedAttentionDecode(const PagedDecodeShape& shape, int n_mu
   plan.split_tokens = static_cast<int>(st);
   plan.n_splits = static_cast<int>((max_ctx + st - 1) / st);
   if (plan.n_splits > 1) {
-    const size_t parts = static_cast<size_t>(std::max(shape.n_seqs, 0)) *
-                         static_cast<size_t>(std::max(shape.n_heads, 0)) *
-                         static_cast<size_t>(plan.n_splits);
-    const size_t acc_bytes = parts * static_cast<size_t>(std::max(shape.head_dim, 0)) * 4;
-    plan.workspace_bytes = (acc_bytes + 15) / 16 * 16 + parts * 2 * 4;
+    const WorkspaceLayout w = LayOutWorkspace(shape, plan.n_splits);
+    plan.workspace_bytes = w.total;
   }
   return plan;
 }
 
-cudaError_t PagedAttentionDecode(const __nv_bfloat16* q, int64_t q_row_stride,
-                                 const PagedDecodeShape& shape, const PagedKvView& kv,
-                                 const int32_t* block_tables, int64_t block_table_stride,
-                                 const int32_t* ctx_lens, float scale,
-                                 const PagedDecodePlan& plan, void* workspace,
-                                 size_t workspace_bytes, __nv_bfloat16* out,
-                                 int64_t out_row_stride, cudaStream_t stream) {
+namespace {
+
+// Both overloads: io.q and io.out are bf16 or f32 (io.f32).
+cudaError_t DecodeWithIo(const detail::AttentionIo& io, int64_t q_row_stride,
+                         const PagedDecodeShape& shape, const PagedKvView& kv,
+                         const int32_t* block_tables, int64_t block_table_stride,
+                         const int32_t* ctx_lens, float scale, const PagedDecodePlan& plan,
+                         void* workspace, size_t workspace_bytes, int64_t out_row_stride,
+                         cudaStream_t stream) {
   if (cudaError_t err = detail::CheckAttentionKv(kv, shape.n_heads); err != cudaSuccess) {
     return err;
   }
@@ -482,13 +517,13 @@ cudaError_t PagedAttentionDecode(const __nv_bfloat16* q, int64_t q_row_stride,
                       "paged_attention_decode: n_seqs must be in [0, 65535]");
   PDSERVE_GPU_REQUIRE(shape.max_ctx >= 0, "paged_attention_decode: max_ctx must be >= 0");
   if (shape.n_seqs == 0) return cudaSuccess;
-  PDSERVE_GPU_REQUIRE(q != nullptr && out != nullptr && block_tables != nullptr &&
+  PDSERVE_GPU_REQUIRE(io.q != nullptr && io.out != nullptr && block_tables != nullptr &&
                           ctx_lens != nullptr,
                       "paged_attention_decode: null pointer");
   const int64_t row = static_cast<int64_t>(shape.n_heads) * shape.head_dim;
   PDSERVE_GPU_REQUIRE(q_row_stride >= row && out_row_stride >= row,
                       "paged_attention_decode: row strides must be >= n_heads * head_dim");
-  PDSERVE_GPU_REQUIRE(detail::Aligned(q, 16) && q_row_stride % 8 == 0,
+  PDSERVE_GPU_REQUIRE(detail::Aligned(io.q, 16) && q_row_stride % 8 == 0,
                       "paged_attention_decode: q must be 16-byte aligned with a row stride "
                       "that is a multiple of 8");
   const int64_t max_blocks = (shape.max_ctx + kv.block_size - 1) / kv.block_size;
@@ -504,9 +539,8 @@ cudaError_t PagedAttentionDecode(const __nv_bfloat16* q, int64_t q_row_stride,
                       "paged_attention_decode: workspace missing, too small or not aligned");
 
   DecodeParams p{};
-  p.q = q;
+  p.io = io;
   p.q_stride = q_row_stride;
-  p.out = out;
   p.out_stride = out_row_stride;
   p.block_tables = block_tables;
   p.table_stride = block_table_stride;
@@ -524,10 +558,10 @@ cudaError_t PagedAttentionDecode(const __nv_bfloat16* q, int64_t q_row_stride,
   while (tpr * 8 < kv.head_dim) tpr *= 2;
   p.tpr_log2 = Log2IfPow2(tpr);
   if (plan.n_splits > 1) {
-    const size_t parts = static_cast<size_t>(shape.n_seqs) * shape.n_heads * plan.n_splits;
-    const size_t acc_bytes = (parts * kv.head_dim * 4 + 15) / 16 * 16;
-    p.part_acc = static_cast<float*>(workspace);
-    p.part_ml = reinterpret_cast<float*>(static_cast<uint8_t*>(workspace) + acc_bytes);
+    const WorkspaceLayout w = LayOutWorkspace(shape, plan.n_splits);
+    p.arrived = static_cast<unsigned*>(workspace);
+    p.part_acc = reinterpret_cast<float*>(static_cast<uint8_t*>(workspace) + w.acc_offset);
+    p.part_ml = reinterpret_cast<float*>(static_cast<uint8_t*>(workspace) + w.ml_offset);
   }
   p.n_units = kv.n_kv_heads * p.n_head_chunks;
   const int64_t token_bytes = static_cast<int64_t>(kv.n_kv_heads) * kv.head_dim *
@@ -548,12 +582,33 @@ cudaError_t PagedAttentionDecode(const __nv_bfloat16* q, int64_t q_row_stride,
     case KvDtype::kF16: err = LaunchSplitFor<__half>(g_tile, p, grid, stream); break;
     case KvDtype::kBF16: err = LaunchSplitFor<__nv_bfloat16>(g_tile, p, grid, stream); break;
   }
-  if (err != cudaSuccess || plan.n_splits == 1) return err;
-  const int threads = std::min(256, (kv.head_dim + 31) / 32 * 32);
-  const dim3 combine_grid(static_cast<unsigned>(shape.n_heads),
-                          static_cast<unsigned>(shape.n_seqs));
-  PDSERVE_LAUNCH(combine_grid, threads, 0, stream, DecodeCombineKernel)(p);
-  return detail::LaunchStatus();
+  return err;
+}
+
+}  // namespace
+
+cudaError_t PagedAttentionDecode(const __nv_bfloat16* q, int64_t q_row_stride,
+                                 const PagedDecodeShape& shape, const PagedKvView& kv,
+                                 const int32_t* block_tables, int64_t block_table_stride,
+                                 const int32_t* ctx_lens, float scale,
+                                 const PagedDecodePlan& plan, void* workspace,
+                                 size_t workspace_bytes, __nv_bfloat16* out,
+                                 int64_t out_row_stride, cudaStream_t stream) {
+  return DecodeWithIo(detail::AttentionIo{q, out, /*f32=*/false}, q_row_stride, shape, kv,
+                      block_tables, block_table_stride, ctx_lens, scale, plan, workspace,
+                      workspace_bytes, out_row_stride, stream);
+}
+
+cudaError_t PagedAttentionDecode(const float* q, int64_t q_row_stride,
+                                 const PagedDecodeShape& shape, const PagedKvView& kv,
+                                 const int32_t* block_tables, int64_t block_table_stride,
+                                 const int32_t* ctx_lens, float scale,
+                                 const PagedDecodePlan& plan, void* workspace,
+                                 size_t workspace_bytes, float* out, int64_t out_row_stride,
+                                 cudaStream_t stream) {
+  return DecodeWithIo(detail::AttentionIo{q, out, /*f32=*/true}, q_row_stride, shape, kv,
+                      block_tables, block_table_stride, ctx_lens, scale, plan, workspace,
+                      workspace_bytes, out_row_stride, stream);
 }
 
 }  // namespace pdserve::kernels::gpu

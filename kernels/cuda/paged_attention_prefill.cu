@@ -29,9 +29,8 @@ constexpr int kKeys = 32;
 constexpr int kDimsPerLane = detail::kMaxAttentionHeadDim / 32;  // 8
 
 struct PrefillParams {
-  const __nv_bfloat16* q;
+  detail::AttentionIo io;  // q and out, bf16 or f32
   int64_t q_stride;
-  __nv_bfloat16* out;
   int64_t out_stride;
   const int32_t* block_table;
   PagedKvView kv;
@@ -67,7 +66,7 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(PrefillParams p) {
     if (row < total_rows) {
       const int64_t i = row / g;
       const int h = static_cast<int>(row - i * g);
-      v = __bfloat162float(p.q[i * p.q_stride + static_cast<int64_t>(kvh * g + h) * hd + d]) *
+      v = detail::LoadQ(p.io, i * p.q_stride + static_cast<int64_t>(kvh * g + h) * hd + d) *
           p.scale;
     }
     qs[idx] = v;
@@ -177,12 +176,12 @@ __global__ void __launch_bounds__(kThreads) PrefillKernel(PrefillParams p) {
     if (row >= total_rows) continue;
     const int64_t i = row / g;
     const int h = static_cast<int>(row - i * g);
-    __nv_bfloat16* o = p.out + i * p.out_stride + static_cast<int64_t>(kvh * g + h) * hd;
+    const int64_t o = i * p.out_stride + static_cast<int64_t>(kvh * g + h) * hd;
     const float inv_l = l[k] > 0.0f ? 1.0f / l[k] : 0.0f;
 #pragma unroll
     for (int j = 0; j < kDimsPerLane; ++j) {
       const int d = lane + 32 * j;
-      if (d < hd) o[d] = __float2bfloat16_rn(acc[k][j] * inv_l);
+      if (d < hd) detail::StoreOut(p.io, o + d, acc[k][j] * inv_l);
     }
   }
 }
@@ -200,26 +199,24 @@ cudaError_t LaunchPrefill(const PrefillParams& p, dim3 grid, cudaStream_t stream
   return detail::LaunchStatus();
 }
 
-}  // namespace
-
-cudaError_t PagedAttentionPrefill(const __nv_bfloat16* q, int64_t q_row_stride, int n_q,
-                                  int64_t q_start, int n_heads, const PagedKvView& kv,
-                                  const int32_t* block_table, float scale, __nv_bfloat16* out,
-                                  int64_t out_row_stride, cudaStream_t stream) {
+// Both overloads: io.q and io.out are bf16 or f32 (io.f32).
+cudaError_t PrefillWithIo(const detail::AttentionIo& io, int64_t q_row_stride, int n_q,
+                          int64_t q_start, int n_heads, const PagedKvView& kv,
+                          const int32_t* block_table, float scale, int64_t out_row_stride,
+                          cudaStream_t stream) {
   if (cudaError_t err = detail::CheckAttentionKv(kv, n_heads); err != cudaSuccess) return err;
   PDSERVE_GPU_REQUIRE(n_q >= 0 && q_start >= 0,
                       "paged_attention_prefill: n_q and q_start must be >= 0");
   if (n_q == 0) return cudaSuccess;
-  PDSERVE_GPU_REQUIRE(q != nullptr && out != nullptr && block_table != nullptr,
+  PDSERVE_GPU_REQUIRE(io.q != nullptr && io.out != nullptr && block_table != nullptr,
                       "paged_attention_prefill: null pointer");
   const int64_t row = static_cast<int64_t>(n_heads) * kv.head_dim;
   PDSERVE_GPU_REQUIRE(q_row_stride >= row && out_row_stride >= row,
                       "paged_attention_prefill: row strides must be >= n_heads * head_dim");
   PDSERVE_GPU_REQUIRE(kv.n_kv_heads <= 65535, "paged_attention_prefill: too many kv heads");
   PrefillParams p{};
-  p.q = q;
+  p.io = io;
   p.q_stride = q_row_stride;
-  p.out = out;
   p.out_stride = out_row_stride;
   p.block_table = block_table;
   p.kv = kv;
@@ -236,6 +233,24 @@ cudaError_t PagedAttentionPrefill(const __nv_bfloat16* q, int64_t q_row_stride, 
     case KvDtype::kBF16: return LaunchPrefill<__nv_bfloat16>(p, grid, stream);
   }
   return detail::ArgumentError("paged_attention_prefill: unknown KV dtype");
+}
+
+}  // namespace
+
+cudaError_t PagedAttentionPrefill(const __nv_bfloat16* q, int64_t q_row_stride, int n_q,
+                                  int64_t q_start, int n_heads, const PagedKvView& kv,
+                                  const int32_t* block_table, float scale, __nv_bfloat16* out,
+                                  int64_t out_row_stride, cudaStream_t stream) {
+  return PrefillWithIo(detail::AttentionIo{q, out, /*f32=*/false}, q_row_stride, n_q, q_start,
+                       n_heads, kv, block_table, scale, out_row_stride, stream);
+}
+
+cudaError_t PagedAttentionPrefill(const float* q, int64_t q_row_stride, int n_q, int64_t q_start,
+                                  int n_heads, const PagedKvView& kv, const int32_t* block_table,
+                                  float scale, float* out, int64_t out_row_stride,
+                                  cudaStream_t stream) {
+  return PrefillWithIo(detail::AttentionIo{q, out, /*f32=*/true}, q_row_stride, n_q, q_start,
+                       n_heads, kv, block_table, scale, out_row_stride, stream);
 }
 
 }  // namespace pdserve::kernels::gpu

@@ -144,6 +144,21 @@ def test_launch_detach_then_stop_leaves_nothing(tmp_path, fake_build):
     assert lib.pgrep_pdserve(str(tmp_path)) == [] and lib.pgrep_pdserve(router) == []
 
 
+def test_launch_passes_device_and_dtype_to_every_worker(tmp_path, fake_build):
+    config, _ = fake_config(tmp_path, device="cuda", dtype="bf16")
+    run_dir = tmp_path / "run"
+    env = {"PDSERVE_FAKE_WORKERS": "4"}
+    r = lib.run_launch(["--detach", config], run_dir, env_extra=env, build=fake_build)
+    assert r.returncode == 0, r.stderr
+    try:
+        for worker in ("prefill-0", "prefill-1", "decode-0", "decode-1"):
+            log = (run_dir / f"{worker}.log").read_text()
+            assert "--device cuda --dtype bf16" in log, log
+        assert "--device" not in (run_dir / "router.log").read_text()
+    finally:
+        assert lib.run_launch(["--stop", config], run_dir, build=fake_build).returncode == 0
+
+
 def test_launch_kills_a_process_that_ignores_sigterm(tmp_path, fake_build):
     config, _ = fake_config(tmp_path)
     run_dir = tmp_path / "run"

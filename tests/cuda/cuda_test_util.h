@@ -157,6 +157,12 @@ class Rng {
     for (auto& x : v) x = FloatToBf16(Uniform(lo, hi));
     return v;
   }
+  // n floats uniform in [lo, hi).
+  std::vector<float> FloatVector(size_t n, float lo, float hi) {
+    std::vector<float> v(n);
+    for (auto& x : v) x = Uniform(lo, hi);
+    return v;
+  }
 
  private:
   std::mt19937 gen_;

@@ -1,6 +1,7 @@
-// kernels/cuda/gemm.h (cuBLAS, bf16 in, f32 accumulation) against a double reference.
-// Tolerance per element: 1e-4 · Σ_k |x_k w_k| (f32 accumulation over up to ~1600 terms) plus,
-// for bf16 output, (2^-8 + 3e-5) · |want|.
+// kernels/cuda/gemm.h (cuBLAS, bf16 in, f32 accumulation; and f32 throughout) against a double
+// reference. Tolerance per element: 1e-4 · Σ_k |x_k w_k| (f32 accumulation over up to ~1600
+// terms) plus, for bf16 output, (2^-8 + 3e-5) · |want|. For GemmF32, 2e-5 · Σ_k |x_k w_k|: above
+// f32 accumulation error, well below what TF32 inputs (2^-11 relative per product) would give.
 
 #include "kernels/cuda/gemm.h"
 
@@ -80,6 +81,41 @@ TEST_F(GemmTest, MatchesReferenceOnOddShapes) {
   }
 }
 
+TEST_F(GemmTest, F32MatchesReferenceWithoutTf32Rounding) {
+  Rng rng(9);
+  const struct {
+    int64_t n_tokens, rows, cols;
+  } shapes[] = {{1, 37, 64}, {7, 129, 200}, {33, 576, 1536}, {5, 3, 8}, {1, 4096, 576}};
+  for (const auto& s : shapes) {
+    const std::vector<float> x = rng.FloatVector(s.n_tokens * s.cols, -1.f, 1.f);
+    const std::vector<float> w = rng.FloatVector(s.rows * s.cols, -0.1f, 0.1f);
+    DeviceBuffer<float> d_x(x);
+    DeviceBuffer<float> d_w(w);
+    DeviceBuffer<float> d_y(s.n_tokens * s.rows);
+    EXPECT_LAUNCH_OK(GemmF32(handle_, d_x.get(), s.n_tokens, d_w.get(), s.rows, s.cols,
+                             d_y.get(), nullptr));
+    const std::vector<float> y = d_y.Download();
+    int n_bad = 0;
+    for (int64_t t = 0; t < s.n_tokens && n_bad < 5; ++t) {
+      for (int64_t r = 0; r < s.rows && n_bad < 5; ++r) {
+        double want = 0;
+        double mag = 0;
+        for (int64_t k = 0; k < s.cols; ++k) {
+          const double p = double(x[t * s.cols + k]) * w[r * s.cols + k];
+          want += p;
+          mag += std::fabs(p);
+        }
+        const double got = y[t * s.rows + r];
+        if (!(std::fabs(got - want) <= 2e-5 * mag + 1e-7)) {
+          ADD_FAILURE() << "(" << s.n_tokens << ", " << s.rows << ", " << s.cols << ") token "
+                        << t << " row " << r << ": " << got << ", want " << want;
+          ++n_bad;
+        }
+      }
+    }
+  }
+}
+
 TEST_F(GemmTest, RejectsBadInputWithoutLaunching) {
   DeviceBuffer<uint16_t> buf(64);
   const auto* p = reinterpret_cast<const __nv_bfloat16*>(buf.get());
@@ -87,6 +123,12 @@ TEST_F(GemmTest, RejectsBadInputWithoutLaunching) {
   EXPECT_REJECTED(GemmBf16(handle_, p, 1, p, 0, 8, buf.get(), ActDtype::kF32, nullptr));
   EXPECT_REJECTED(GemmBf16(handle_, nullptr, 1, p, 8, 8, buf.get(), ActDtype::kF32, nullptr));
   EXPECT_EQ(GemmBf16(handle_, p, 0, p, 8, 8, buf.get(), ActDtype::kF32, nullptr), cudaSuccess);
+  EXPECT_REJECTED(GemmBf16(handle_, p, 1, p, 8, 8, buf.get(), static_cast<ActDtype>(1), nullptr));
+  DeviceBuffer<float> f(64);
+  EXPECT_REJECTED(GemmF32(nullptr, f.get(), 1, f.get(), 8, 8, f.get(), nullptr));
+  EXPECT_REJECTED(GemmF32(handle_, f.get(), 1, f.get(), 8, -1, f.get(), nullptr));
+  EXPECT_REJECTED(GemmF32(handle_, f.get(), 1, nullptr, 8, 8, f.get(), nullptr));
+  EXPECT_EQ(GemmF32(handle_, f.get(), 0, f.get(), 8, 8, f.get(), nullptr), cudaSuccess);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 }
 

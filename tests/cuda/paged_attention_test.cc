@@ -1,8 +1,11 @@
 // kernels/cuda/paged_attention.h against a plain-C++ attention in double over the same pool
 // bytes: decode (flash-decoding splits, GQA ratios 1, 3, 8 and 12, odd context lengths and block
-// sizes, f32/f16/bf16 KV) and causal prefill (with and without a cached prefix).
-// Tolerance: |got - want| <= 5e-4 + (2^-8 + 3e-5)·|want|: the bf16 output rounding plus f32
-// softmax sums; V is in [-1, 1], so a lost or extra position shows far above it.
+// sizes, f32/f16/bf16 KV) and causal prefill (with and without a cached prefix), with bf16 q/out
+// and, on a subset of the shapes, with f32 q/out.
+// Tolerance, bf16 q/out: |got - want| <= 5e-4 + (2^-8 + 3e-5)·|want|: the bf16 output rounding
+// plus f32 softmax sums; V is in [-1, 1], so a lost or extra position shows far above it.
+// f32 q/out: |got - want| <= 2e-5 + 2e-5·|want|: f32 scores, softmax and sums only. The f32 q
+// values are not bf16 values, so rounding q (or out) to bf16 anywhere would show far above it.
 
 #include "kernels/cuda/paged_attention.h"
 
@@ -25,6 +28,7 @@ using testing::Rng;
 using testing::Tolerance;
 
 constexpr Tolerance kAttentionTol{5e-4, testing::kBf16Rtol};
+constexpr Tolerance kF32AttentionTol{2e-5, 2e-5};
 constexpr uint16_t kBf16NaN = 0x7fc0;
 
 const char* Name(KvDtype d) {
@@ -103,11 +107,34 @@ void ReferenceAttention(const Pool& pool, const int32_t* table, int64_t n_ctx, i
   }
 }
 
-// Random bf16 queries (n_rows, stride), |q| <= 6: scores spread over several units, so that the
-// softmax is peaked and the max/rescale logic matters.
-std::vector<uint16_t> RandomQ(int64_t n_rows, int64_t stride, Rng& rng) {
-  return rng.Bf16Vector(n_rows * stride, -6.f, 6.f);
-}
+// The q/out element types of the launchers: bf16 (host bits uint16_t) or f32. Queries are random
+// (n_rows, stride), |q| <= 6: scores spread over several units, so that the softmax is peaked
+// and the max/rescale logic matters. Outputs start as NaN, so that unwritten elements show.
+struct Bf16Io {
+  using Host = uint16_t;
+  using Device = __nv_bfloat16;
+  static constexpr Tolerance kTol = kAttentionTol;
+  static std::vector<Host> RandomQ(int64_t n_rows, int64_t stride, Rng& rng) {
+    return rng.Bf16Vector(n_rows * stride, -6.f, 6.f);
+  }
+  static float ToFloat(Host h) { return testing::Bf16ToFloat(h); }
+  static Host Pad() { return kBf16NaN; }
+  static bool IsPad(Host h) { return h == kBf16NaN; }
+};
+
+struct F32Io {
+  using Host = float;
+  using Device = float;
+  static constexpr Tolerance kTol = kF32AttentionTol;
+  static std::vector<Host> RandomQ(int64_t n_rows, int64_t stride, Rng& rng) {
+    std::vector<float> q(n_rows * stride);
+    for (float& x : q) x = rng.Uniform(-6.f, 6.f);
+    return q;
+  }
+  static float ToFloat(Host h) { return h; }
+  static Host Pad() { return std::nanf(""); }
+  static bool IsPad(Host h) { return std::isnan(h); }
+};
 
 // Positions [0, n_ctx) of each sequence in distinct random blocks of the pool.
 std::vector<int32_t> RandomTables(const std::vector<int>& ctxs, int block_size, int64_t stride,
@@ -135,10 +162,10 @@ struct DecodeCase {
   bool invalid_block = false;  // one table entry of sequence 0 made invalid (reads as zeros)
 };
 
-class DecodeTest : public ::testing::TestWithParam<DecodeCase> {};
-
-TEST_P(DecodeTest, MatchesReference) {
-  const DecodeCase& c = GetParam();
+template <typename Io>
+void CheckDecode(const DecodeCase& c) {
+  using Host = typename Io::Host;
+  using Device = typename Io::Device;
   Rng rng(static_cast<uint32_t>(std::hash<std::string>{}(c.name)));
   const int n_heads = c.n_kv_heads * c.group;
   const int hd = c.head_dim;
@@ -154,8 +181,9 @@ TEST_P(DecodeTest, MatchesReference) {
 
   const int64_t q_stride = static_cast<int64_t>(n_heads + 2 * c.n_kv_heads) * hd;  // fused QKV
   const int64_t out_stride = static_cast<int64_t>(n_heads) * hd + 8;
-  const std::vector<uint16_t> q = RandomQ(n_seqs, q_stride, rng);
-  const std::vector<float> qf = testing::Bf16ToFloat(q);
+  const std::vector<Host> q = Io::RandomQ(n_seqs, q_stride, rng);
+  std::vector<float> qf(q.size());
+  std::transform(q.begin(), q.end(), qf.begin(), Io::ToFloat);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 
   const PagedDecodeShape shape{n_seqs, n_heads, c.n_kv_heads, hd, max_ctx};
@@ -165,16 +193,26 @@ TEST_P(DecodeTest, MatchesReference) {
                                     << "/" << c.n_kv_heads << " hd " << hd << " block "
                                     << c.block_size << " split " << plan.split_tokens << " x "
                                     << plan.n_splits);
-  DeviceBuffer<uint16_t> d_q(q);
+  DeviceBuffer<Host> d_q(q);
   DeviceBuffer<int32_t> d_tables(tables);
   DeviceBuffer<int32_t> d_ctx(std::vector<int32_t>(c.ctxs.begin(), c.ctxs.end()));
-  DeviceBuffer<uint8_t> d_ws(plan.workspace_bytes);
-  DeviceBuffer<uint16_t> d_out(std::vector<uint16_t>(n_seqs * out_stride, kBf16NaN));
+  DeviceBuffer<uint8_t> d_ws(std::vector<uint8_t>(plan.workspace_bytes, 0));  // zeroed, as required
+  DeviceBuffer<Host> d_out(std::vector<Host>(n_seqs * out_stride, Io::Pad()));
   EXPECT_LAUNCH_OK(PagedAttentionDecode(
-      reinterpret_cast<const __nv_bfloat16*>(d_q.get()), q_stride, shape, pool.kv(),
-      d_tables.get(), table_stride, d_ctx.get(), scale, plan, d_ws.get(), plan.workspace_bytes,
-      reinterpret_cast<__nv_bfloat16*>(d_out.get()), out_stride, nullptr));
-  const std::vector<uint16_t> out = d_out.Download();
+      reinterpret_cast<const Device*>(d_q.get()), q_stride, shape, pool.kv(), d_tables.get(),
+      table_stride, d_ctx.get(), scale, plan, d_ws.get(), plan.workspace_bytes,
+      reinterpret_cast<Device*>(d_out.get()), out_stride, nullptr));
+  const std::vector<Host> out = d_out.Download();
+  // Again with the same workspace: the first call must have left its split counters at zero.
+  DeviceBuffer<Host> d_out2(std::vector<Host>(n_seqs * out_stride, Io::Pad()));
+  EXPECT_LAUNCH_OK(PagedAttentionDecode(
+      reinterpret_cast<const Device*>(d_q.get()), q_stride, shape, pool.kv(), d_tables.get(),
+      table_stride, d_ctx.get(), scale, plan, d_ws.get(), plan.workspace_bytes,
+      reinterpret_cast<Device*>(d_out2.get()), out_stride, nullptr));
+  const std::vector<Host> out2 = d_out2.Download();
+  ASSERT_EQ(out2.size(), out.size());
+  EXPECT_EQ(std::memcmp(out2.data(), out.data(), out.size() * sizeof(Host)), 0)
+      << "a second call with the same workspace differs";
 
   std::vector<float> got;
   std::vector<double> want;
@@ -184,16 +222,21 @@ TEST_P(DecodeTest, MatchesReference) {
       ReferenceAttention(pool, &tables[s * table_stride], c.ctxs[s], h / c.group,
                          &qf[s * q_stride + h * hd], scale, ref.data());
       for (int d = 0; d < hd; ++d) {
-        got.push_back(testing::Bf16ToFloat(out[s * out_stride + h * hd + d]));
+        got.push_back(Io::ToFloat(out[s * out_stride + h * hd + d]));
         want.push_back(ref[d]);
       }
     }
     for (int64_t i = static_cast<int64_t>(n_heads) * hd; i < out_stride; ++i) {
-      ASSERT_EQ(out[s * out_stride + i], kBf16NaN) << "row padding of sequence " << s << " written";
+      ASSERT_TRUE(Io::IsPad(out[s * out_stride + i]))
+          << "row padding of sequence " << s << " written";
     }
   }
-  EXPECT_TRUE(AllClose(got, want, kAttentionTol));
+  EXPECT_TRUE(AllClose(got, want, Io::kTol));
 }
+
+class DecodeTest : public ::testing::TestWithParam<DecodeCase> {};
+
+TEST_P(DecodeTest, MatchesReference) { CheckDecode<Bf16Io>(GetParam()); }
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, DecodeTest,
@@ -212,6 +255,21 @@ INSTANTIATE_TEST_SUITE_P(
         DecodeCase{"hd40_block5", KvDtype::kF32, 2, 3, 40, 5, {11, 77, 2222}, 0},
         DecodeCase{"one_split", KvDtype::kBF16, 3, 3, 64, 16, {1, 200, 1021}, 1024},
         DecodeCase{"g2_hd96_block32", KvDtype::kBF16, 2, 2, 96, 32, {64, 65, 3000}, 0}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+// f32 q and out: the same kernels, no rounding of q or out.
+class DecodeF32Test : public ::testing::TestWithParam<DecodeCase> {};
+
+TEST_P(DecodeF32Test, MatchesReference) { CheckDecode<F32Io>(GetParam()); }
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, DecodeF32Test,
+    ::testing::Values(
+        DecodeCase{"g1_f16_block5_split37", KvDtype::kF16, 2, 1, 64, 5, {1, 38, 300}, 37},
+        DecodeCase{"g3_bf16_split64", KvDtype::kBF16, 3, 3, 64, 16, {0, 17, 75, 1000}, 64},
+        DecodeCase{"g8_f32_block7_split37", KvDtype::kF32, 1, 8, 64, 7, {1, 8, 50, 500}, 37},
+        DecodeCase{"g3_hd40_block5_one_split", KvDtype::kF32, 2, 3, 40, 5, {0, 11, 77}, 1024},
+        DecodeCase{"g8_hd128_planner", KvDtype::kBF16, 2, 8, 128, 16, {33, 2049}, 0}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(DecodePlanTest, SplitsCoverTheContext) {
@@ -238,10 +296,10 @@ struct PrefillCase {
   int n_q;
 };
 
-class PrefillTest : public ::testing::TestWithParam<PrefillCase> {};
-
-TEST_P(PrefillTest, MatchesCausalReference) {
-  const PrefillCase& c = GetParam();
+template <typename Io>
+void CheckPrefill(const PrefillCase& c) {
+  using Host = typename Io::Host;
+  using Device = typename Io::Device;
   Rng rng(static_cast<uint32_t>(std::hash<std::string>{}(c.name)));
   const int n_heads = c.n_kv_heads * c.group;
   const int hd = c.head_dim;
@@ -253,21 +311,22 @@ TEST_P(PrefillTest, MatchesCausalReference) {
       RandomTables({static_cast<int>(n_ctx)}, c.block_size, n_table, n_blocks, rng);
   const int64_t q_stride = static_cast<int64_t>(n_heads + 2 * c.n_kv_heads) * hd;
   const int64_t out_stride = static_cast<int64_t>(n_heads) * hd + 8;
-  const std::vector<uint16_t> q = RandomQ(c.n_q, q_stride, rng);
-  const std::vector<float> qf = testing::Bf16ToFloat(q);
+  const std::vector<Host> q = Io::RandomQ(c.n_q, q_stride, rng);
+  std::vector<float> qf(q.size());
+  std::transform(q.begin(), q.end(), qf.begin(), Io::ToFloat);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   SCOPED_TRACE(::testing::Message() << c.name << ": " << Name(c.dtype) << " heads " << n_heads
                                     << "/" << c.n_kv_heads << " hd " << hd << " block "
                                     << c.block_size << " q [" << c.q_start << ", " << n_ctx << ")");
 
-  DeviceBuffer<uint16_t> d_q(q);
+  DeviceBuffer<Host> d_q(q);
   DeviceBuffer<int32_t> d_table(table);
-  DeviceBuffer<uint16_t> d_out(std::vector<uint16_t>(c.n_q * out_stride, kBf16NaN));
-  EXPECT_LAUNCH_OK(PagedAttentionPrefill(
-      reinterpret_cast<const __nv_bfloat16*>(d_q.get()), q_stride, c.n_q, c.q_start, n_heads,
-      pool.kv(), d_table.get(), scale, reinterpret_cast<__nv_bfloat16*>(d_out.get()), out_stride,
-      nullptr));
-  const std::vector<uint16_t> out = d_out.Download();
+  DeviceBuffer<Host> d_out(std::vector<Host>(c.n_q * out_stride, Io::Pad()));
+  EXPECT_LAUNCH_OK(PagedAttentionPrefill(reinterpret_cast<const Device*>(d_q.get()), q_stride,
+                                         c.n_q, c.q_start, n_heads, pool.kv(), d_table.get(),
+                                         scale, reinterpret_cast<Device*>(d_out.get()),
+                                         out_stride, nullptr));
+  const std::vector<Host> out = d_out.Download();
 
   std::vector<float> got;
   std::vector<double> want;
@@ -277,16 +336,20 @@ TEST_P(PrefillTest, MatchesCausalReference) {
       ReferenceAttention(pool, table.data(), c.q_start + i + 1, h / c.group,
                          &qf[i * q_stride + h * hd], scale, ref.data());
       for (int d = 0; d < hd; ++d) {
-        got.push_back(testing::Bf16ToFloat(out[i * out_stride + h * hd + d]));
+        got.push_back(Io::ToFloat(out[i * out_stride + h * hd + d]));
         want.push_back(ref[d]);
       }
     }
     for (int64_t k = static_cast<int64_t>(n_heads) * hd; k < out_stride; ++k) {
-      ASSERT_EQ(out[i * out_stride + k], kBf16NaN) << "row padding of token " << i << " written";
+      ASSERT_TRUE(Io::IsPad(out[i * out_stride + k])) << "row padding of token " << i << " written";
     }
   }
-  EXPECT_TRUE(AllClose(got, want, kAttentionTol));
+  EXPECT_TRUE(AllClose(got, want, Io::kTol));
 }
+
+class PrefillTest : public ::testing::TestWithParam<PrefillCase> {};
+
+TEST_P(PrefillTest, MatchesCausalReference) { CheckPrefill<Bf16Io>(GetParam()); }
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, PrefillTest,
@@ -297,6 +360,19 @@ INSTANTIATE_TEST_SUITE_P(
                       PrefillCase{"hd40_block5_prefix300", KvDtype::kBF16, 3, 3, 40, 5, 300, 70},
                       PrefillCase{"g12_f16", KvDtype::kF16, 1, 12, 64, 16, 0, 40},
                       PrefillCase{"SmolLM2_long", KvDtype::kBF16, 3, 3, 64, 16, 0, 700}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+// f32 q and out: the same kernel, no rounding of q or out.
+class PrefillF32Test : public ::testing::TestWithParam<PrefillCase> {};
+
+TEST_P(PrefillF32Test, MatchesCausalReference) { CheckPrefill<F32Io>(GetParam()); }
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, PrefillF32Test,
+    ::testing::Values(PrefillCase{"g1_f16_prefix20", KvDtype::kF16, 2, 1, 128, 16, 20, 50},
+                      PrefillCase{"g3_bf16_hd40_block5_prefix7", KvDtype::kBF16, 3, 3, 40, 5, 7,
+                                  37},
+                      PrefillCase{"g8_f32_block7", KvDtype::kF32, 1, 8, 64, 7, 0, 45}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(PagedAttentionArgs, RejectsBadInputWithoutLaunching) {
@@ -327,6 +403,17 @@ TEST(PagedAttentionArgs, RejectsBadInputWithoutLaunching) {
   EXPECT_REJECTED(PagedAttentionDecode(qp + 1, 256, shape, kv, ints.get(), 2, ints.get(), 0.125f,
                                        plan, nullptr, 0, qp, 256, nullptr));
   EXPECT_REJECTED(PagedAttentionPrefill(qp, 100, 2, 0, 4, kv, ints.get(), 0.125f, qp, 256,
+                                        nullptr));  // q stride < n_heads * head_dim
+  // f32 q/out: the same checks; q 16-byte aligned with a row stride a multiple of 8 elements.
+  DeviceBuffer<float> qf(4096);
+  float* qfp = qf.get();
+  EXPECT_REJECTED(PagedAttentionDecode(qfp + 1, 256, shape, kv, ints.get(), 2, ints.get(), 0.125f,
+                                       plan, nullptr, 0, qfp, 256, nullptr));  // misaligned q
+  EXPECT_REJECTED(PagedAttentionDecode(qfp, 260, shape, kv, ints.get(), 2, ints.get(), 0.125f,
+                                       plan, nullptr, 0, qfp, 256, nullptr));  // q stride % 8
+  EXPECT_REJECTED(PagedAttentionDecode(qfp, 256, shape, kv, ints.get(), 2, ints.get(), 0.125f,
+                                       split_plan, nullptr, 0, qfp, 256, nullptr));  // workspace
+  EXPECT_REJECTED(PagedAttentionPrefill(qfp, 100, 2, 0, 4, kv, ints.get(), 0.125f, qfp, 256,
                                         nullptr));  // q stride < n_heads * head_dim
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 }

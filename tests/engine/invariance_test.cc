@@ -33,7 +33,7 @@ class TestSequence {
 };
 
 // Logits at the last position after running `ids` from `first_position` on.
-std::vector<float> RunTokens(LlamaForward& forward, const TestSequence& seq,
+std::vector<float> RunTokens(ForwardPass& forward, const TestSequence& seq,
                              const std::vector<int32_t>& ids, int64_t first_position = 0) {
   std::vector<BatchToken> batch;
   for (size_t i = 0; i < ids.size(); ++i) {

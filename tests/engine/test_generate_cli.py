@@ -1,6 +1,7 @@
 """pdserve-generate as a user runs it: the text on stdout, metrics on stderr, clear errors."""
 import json
 import os
+import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -109,6 +110,7 @@ def bad_cases(tmp_path):
         "zero repetition penalty": ([*ok, "--repetition-penalty", "0"], "repetition_penalty"),
         "zero threads": ([*ok, "--threads", "0"], "threads"),
         "unknown kernels": ([*ok, "--kernels", "sse9"], "sse9"),
+        "unknown device": ([*ok, "--device", "gpu"], "gpu"),
         "not a number": ([*ok, "--max-tokens", "ten"], "max-tokens"),
         "unknown flag": ([*ok, "--bogus"], "bogus"),
         "empty prompt": (["--model", GGUF, "--prompt", ""], "empty"),
@@ -125,6 +127,33 @@ def test_bad_input_is_a_clear_error(tmp_path):
         assert result.returncode < 128, f"{name}: crashed ({result.returncode}): {stderr}"
         assert expected.lower() in stderr.lower(), f"{name}: {stderr!r} lacks {expected!r}"
         assert result.stdout == b"", f"{name}: printed {result.stdout!r}"
+
+
+def gpu_present():
+    smi = shutil.which("nvidia-smi")
+    return smi is not None and subprocess.run([smi, "-L"], capture_output=True).returncode == 0
+
+
+def test_device_cuda_runs_or_says_why_not():
+    result = run("--model", BIN, "--tokenizer", TOK, "--prompt", "Once upon a time",
+                 "--max-tokens", "20", "--temperature", "0", "--device", "cuda")
+    stderr = result.stderr.decode(errors="replace")
+    if gpu_present() and "no CUDA backend" not in stderr:
+        assert result.returncode == 0, stderr
+        assert "device: cuda" in stderr
+        return
+    # No GPU here (CI), or a build without CUDA: a clear error, no output, no crash.
+    assert 0 < result.returncode < 128, stderr
+    assert ("no usable CUDA device" in stderr) or ("no CUDA backend" in stderr), stderr
+    assert result.stdout == b""
+
+
+def test_device_cpu_is_the_default_and_says_so():
+    result = run("--model", GGUF, "--prompt", "Hello", "--max-tokens", "2", "--device", "cpu")
+    assert result.returncode == 0, result.stderr.decode()
+    assert "device: cpu" in result.stderr.decode()
+    default = run("--model", GGUF, "--prompt", "Hello", "--max-tokens", "2")
+    assert "device: cpu" in default.stderr.decode()
 
 
 def test_invalid_utf8_prompt_is_a_clear_error():

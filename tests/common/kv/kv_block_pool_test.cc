@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
+#include <memory>
 #include <cstring>
 #include <random>
 #include <set>
@@ -246,12 +248,99 @@ TEST(KvBlockPoolTest, CreateRejectsBadArguments) {
   EXPECT_EQ((*ok)->n_free(), 3);
 }
 
+TEST(KvBlockPoolTest, ReadWriteAndZeroBlocksThroughTheStorage) {
+  KvBlockPool pool(SmallLayout(), 3);
+  EXPECT_TRUE(pool.on_host());
+  const size_t bytes = pool.layout().BlockBytes();
+  std::vector<uint8_t> in(bytes), out(bytes, 0xee);
+  for (size_t i = 0; i < bytes; ++i) in[i] = static_cast<uint8_t>(3 * i + 1);
+  ASSERT_TRUE(pool.WriteBlock(1, in).ok());
+  // The write went to block 1's bytes and nowhere else.
+  EXPECT_EQ(std::memcmp(pool.BlockData(1), in.data(), bytes), 0);
+  EXPECT_EQ(pool.BlockData(1), pool.storage_data() + bytes);
+  ASSERT_TRUE(pool.ReadBlock(0, absl::MakeSpan(out)).ok());
+  EXPECT_EQ(out, std::vector<uint8_t>(bytes, 0));
+  ASSERT_TRUE(pool.ReadBlock(1, absl::MakeSpan(out)).ok());
+  EXPECT_EQ(out, in);
+  ASSERT_TRUE(pool.ZeroBlock(1).ok());
+  ASSERT_TRUE(pool.ReadBlock(1, absl::MakeSpan(out)).ok());
+  EXPECT_EQ(out, std::vector<uint8_t>(bytes, 0));
+
+  EXPECT_EQ(pool.ReadBlock(3, absl::MakeSpan(out)).code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(pool.WriteBlock(-1, in).code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(pool.ZeroBlock(3).code(), absl::StatusCode::kOutOfRange);
+  in.pop_back();
+  EXPECT_EQ(pool.WriteBlock(0, in).code(), absl::StatusCode::kInvalidArgument);
+}
+
+// A storage that is not host-addressable (as the CUDA backend's device memory): the pool moves
+// its bytes only through the storage's copies.
+class FakeDeviceStorage final : public KvBlockStorage {
+ public:
+  explicit FakeDeviceStorage(size_t bytes) : host_(MakeHostKvStorage(bytes)) {}
+  size_t size() const override { return host_->size(); }
+  uint8_t* data() override { return host_->data(); }
+  bool host_addressable() const override { return false; }
+  absl::Status CopyToHost(size_t offset, absl::Span<uint8_t> out) const override {
+    ++copies;
+    return host_->CopyToHost(offset, out);
+  }
+  absl::Status CopyFromHost(size_t offset, absl::Span<const uint8_t> in) override {
+    ++copies;
+    return host_->CopyFromHost(offset, in);
+  }
+  absl::Status Zero(size_t offset, size_t bytes) override { return host_->Zero(offset, bytes); }
+  mutable int copies = 0;
+
+ private:
+  std::unique_ptr<KvBlockStorage> host_;
+};
+
+TEST(KvBlockPoolTest, PoolOverAnotherStorage) {
+  const size_t bytes = SmallLayout().BlockBytes();
+  EXPECT_EQ(KvBlockPool::Create(SmallLayout(), 4, std::make_unique<FakeDeviceStorage>(3 * bytes))
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(KvBlockPool::Create(SmallLayout(), 4, nullptr).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  auto storage = std::make_unique<FakeDeviceStorage>(4 * bytes);
+  FakeDeviceStorage* fake = storage.get();
+  absl::StatusOr<std::unique_ptr<KvBlockPool>> pool =
+      KvBlockPool::Create(SmallLayout(), 4, std::move(storage));
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  EXPECT_FALSE((*pool)->on_host());
+  EXPECT_EQ((*pool)->storage_data(), fake->data());
+  std::vector<uint8_t> in(bytes, 7), out(bytes);
+  ASSERT_TRUE((*pool)->WriteBlock(3, in).ok());
+  ASSERT_TRUE((*pool)->ReadBlock(3, absl::MakeSpan(out)).ok());
+  EXPECT_EQ(out, in);
+  EXPECT_EQ(fake->copies, 2);
+  EXPECT_EQ(fake->data()[3 * bytes], 7);
+  EXPECT_EQ(fake->data()[3 * bytes - 1], 0);
+}
+
+TEST(KvBlockStorageTest, HostStorageChecksRanges) {
+  std::unique_ptr<KvBlockStorage> s = MakeHostKvStorage(16);
+  EXPECT_TRUE(s->host_addressable());
+  std::vector<uint8_t> buf(8);
+  EXPECT_TRUE(s->CopyToHost(8, absl::MakeSpan(buf)).ok());
+  EXPECT_EQ(s->CopyToHost(9, absl::MakeSpan(buf)).code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(s->CopyFromHost(17, {}).code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(s->Zero(0, 17).code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(s->Zero(SIZE_MAX, 2).code(), absl::StatusCode::kOutOfRange);
+}
+
 TEST(KvBlockPoolDeathTest, ConstructorAndBlockDataCheckPreconditions) {
   KvLayout bad = SmallLayout();
   bad.n_layers = 0;
   EXPECT_DEATH(KvBlockPool(bad, 1), "n_layers");
   KvBlockPool pool(SmallLayout(), 2);
   EXPECT_DEATH(pool.BlockData(2), "out of");
+  absl::StatusOr<std::unique_ptr<KvBlockPool>> device = KvBlockPool::Create(
+      SmallLayout(), 1, std::make_unique<FakeDeviceStorage>(SmallLayout().BlockBytes()));
+  ASSERT_TRUE(device.ok());
+  EXPECT_DEATH((*device)->BlockData(0), "device memory");
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-#include "common/engine/llama_forward.h"
+#include "common/engine/cpu_llama_forward.h"
 
 #include <algorithm>
 #include <map>
@@ -9,58 +9,13 @@
 #include "kernels/cpu/paged_attention.h"
 
 namespace pdserve::engine {
-kv::KvLayout KvLayoutForModel(const model::ModelConfig& config, int block_size,
-                              kernels::KvDtype dtype) {
-  kv::KvLayout layout;
-  layout.n_layers = config.n_layers;
-  layout.n_kv_heads = config.n_kv_heads;
-  layout.head_dim = config.head_dim;
-  layout.block_size = block_size;
-  layout.dtype = dtype;
-  return layout;
-}
 
-LlamaForward::LlamaForward(const model::ModelWeights& weights, kv::KvBlockPool& pool,
-                           kernels::ThreadPool& threads, kernels::Isa isa)
+CpuLlamaForward::CpuLlamaForward(const model::ModelWeights& weights, kv::KvBlockPool& pool,
+                                 kernels::ThreadPool& threads, kernels::Isa isa)
     : weights_(weights), pool_(pool), threads_(threads), isa_(isa) {}
 
-absl::Status LlamaForward::CheckBatch(absl::Span<const BatchToken> batch) const {
-  const model::ModelConfig& c = weights_.config;
-  const kv::KvLayout& layout = pool_.layout();
-  if (layout.n_layers != c.n_layers || layout.n_kv_heads != c.n_kv_heads ||
-      layout.head_dim != c.head_dim) {
-    return absl::FailedPreconditionError("KV pool layout does not match the model");
-  }
-  std::map<const kv::BlockTable*, int64_t> last_position;
-  for (const BatchToken& t : batch) {
-    if (t.token < 0 || t.token >= c.vocab_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("token id ", t.token, " is outside the vocabulary [0, ", c.vocab_size, ")"));
-    }
-    if (t.position < 0 || t.position >= c.context_length) {
-      return absl::InvalidArgumentError(absl::StrCat("position ", t.position,
-                                                     " is outside the context [0, ",
-                                                     c.context_length, ")"));
-    }
-    if (t.blocks == nullptr) return absl::InvalidArgumentError("batch token without a block table");
-    if (t.position / layout.block_size >= static_cast<int64_t>(t.blocks->blocks.size())) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "block table of ", t.blocks->blocks.size(), " blocks has no room for position ",
-          t.position));
-    }
-    auto [it, inserted] = last_position.try_emplace(t.blocks, t.position);
-    if (!inserted) {
-      if (t.position != it->second + 1) {
-        return absl::InvalidArgumentError("tokens of one sequence must have consecutive positions");
-      }
-      it->second = t.position;
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::vector<float>> LlamaForward::Forward(absl::Span<const BatchToken> batch) {
-  if (absl::Status s = CheckBatch(batch); !s.ok()) return s;
+absl::StatusOr<std::vector<float>> CpuLlamaForward::Forward(absl::Span<const BatchToken> batch) {
+  if (absl::Status s = CheckBatch(weights_.config, pool_.layout(), batch); !s.ok()) return s;
   const model::ModelConfig& c = weights_.config;
   const int64_t n = static_cast<int64_t>(batch.size());
   const int q_dim = c.n_heads * c.head_dim;
@@ -132,8 +87,8 @@ absl::StatusOr<std::vector<float>> LlamaForward::Forward(absl::Span<const BatchT
   return logits;
 }
 
-LlamaForward::LayerViews LlamaForward::BuildLayerViews(int layer,
-                                                      absl::Span<const BatchToken> batch) {
+CpuLlamaForward::LayerViews CpuLlamaForward::BuildLayerViews(int layer,
+                                                            absl::Span<const BatchToken> batch) {
   const model::ModelConfig& c = weights_.config;
   const kv::KvLayout& layout = pool_.layout();
   LayerViews views;
@@ -157,7 +112,7 @@ LlamaForward::LayerViews LlamaForward::BuildLayerViews(int layer,
   return views;
 }
 
-void LlamaForward::Attention(absl::Span<const BatchToken> batch, const LayerViews& views,
+void CpuLlamaForward::Attention(absl::Span<const BatchToken> batch, const LayerViews& views,
                              const float* q, float* out) {
   const model::ModelConfig& c = weights_.config;
   const int q_dim = c.n_heads * c.head_dim;
