@@ -83,7 +83,9 @@ absl::StatusOr<std::vector<float>> CpuLlamaForward::Forward(absl::Span<const Bat
   }
   const int64_t n_want = static_cast<int64_t>(wanted.size()) / c.dim;
   std::vector<float> logits(n_want * c.vocab_size);
-  if (n_want > 0) kernels::MatMul(weights_.output, wanted.data(), n_want, logits.data(), threads_, isa_);
+  if (n_want > 0) {
+    kernels::MatMul(weights_.output, wanted.data(), n_want, logits.data(), threads_, isa_);
+  }
   return logits;
 }
 

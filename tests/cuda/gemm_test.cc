@@ -28,6 +28,31 @@ class GemmTest : public ::testing::Test {
   cublasHandle_t handle_ = nullptr;
 };
 
+// y = x · wᵀ in double, and Σ_k |x_k w_k| per element (the scale of its rounding error).
+struct Reference {
+  std::vector<double> want;  // (n_tokens, rows)
+  std::vector<double> mag;
+};
+
+Reference ReferenceGemm(const std::vector<float>& x, const std::vector<float>& w,
+                        int64_t n_tokens, int64_t rows, int64_t cols) {
+  Reference ref{std::vector<double>(n_tokens * rows), std::vector<double>(n_tokens * rows)};
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t r = 0; r < rows; ++r) {
+      double acc = 0;
+      double abs_acc = 0;
+      for (int64_t k = 0; k < cols; ++k) {
+        const double p = double(x[t * cols + k]) * w[r * cols + k];
+        acc += p;
+        abs_acc += std::fabs(p);
+      }
+      ref.want[t * rows + r] = acc;
+      ref.mag[t * rows + r] = abs_acc;
+    }
+  }
+  return ref;
+}
+
 TEST_F(GemmTest, MatchesReferenceOnOddShapes) {
   Rng rng(5);
   const struct {
@@ -39,21 +64,9 @@ TEST_F(GemmTest, MatchesReferenceOnOddShapes) {
     const std::vector<uint16_t> w = rng.Bf16Vector(s.rows * s.cols, -0.1f, 0.1f);
     const std::vector<float> xf = testing::Bf16ToFloat(x);
     const std::vector<float> wf = testing::Bf16ToFloat(w);
-    std::vector<double> want(s.n_tokens * s.rows);
-    std::vector<double> mag(s.n_tokens * s.rows);
-    for (int64_t t = 0; t < s.n_tokens; ++t) {
-      for (int64_t r = 0; r < s.rows; ++r) {
-        double acc = 0;
-        double abs_acc = 0;
-        for (int64_t k = 0; k < s.cols; ++k) {
-          const double p = double(xf[t * s.cols + k]) * wf[r * s.cols + k];
-          acc += p;
-          abs_acc += std::fabs(p);
-        }
-        want[t * s.rows + r] = acc;
-        mag[t * s.rows + r] = abs_acc;
-      }
-    }
+    const Reference ref = ReferenceGemm(xf, wf, s.n_tokens, s.rows, s.cols);
+    const std::vector<double>& want = ref.want;
+    const std::vector<double>& mag = ref.mag;
     DeviceBuffer<uint16_t> d_x(x);
     DeviceBuffer<uint16_t> d_w(w);
     DeviceBuffer<float> d_y32(s.n_tokens * s.rows);
@@ -95,22 +108,13 @@ TEST_F(GemmTest, F32MatchesReferenceWithoutTf32Rounding) {
     EXPECT_LAUNCH_OK(GemmF32(handle_, d_x.get(), s.n_tokens, d_w.get(), s.rows, s.cols,
                              d_y.get(), nullptr));
     const std::vector<float> y = d_y.Download();
+    const Reference ref = ReferenceGemm(x, w, s.n_tokens, s.rows, s.cols);
     int n_bad = 0;
-    for (int64_t t = 0; t < s.n_tokens && n_bad < 5; ++t) {
-      for (int64_t r = 0; r < s.rows && n_bad < 5; ++r) {
-        double want = 0;
-        double mag = 0;
-        for (int64_t k = 0; k < s.cols; ++k) {
-          const double p = double(x[t * s.cols + k]) * w[r * s.cols + k];
-          want += p;
-          mag += std::fabs(p);
-        }
-        const double got = y[t * s.rows + r];
-        if (!(std::fabs(got - want) <= 2e-5 * mag + 1e-7)) {
-          ADD_FAILURE() << "(" << s.n_tokens << ", " << s.rows << ", " << s.cols << ") token "
-                        << t << " row " << r << ": " << got << ", want " << want;
-          ++n_bad;
-        }
+    for (size_t i = 0; i < y.size() && n_bad < 5; ++i) {
+      if (!(std::fabs(y[i] - ref.want[i]) <= 2e-5 * ref.mag[i] + 1e-7)) {
+        ADD_FAILURE() << "(" << s.n_tokens << ", " << s.rows << ", " << s.cols << ") element "
+                      << i << ": " << y[i] << ", want " << ref.want[i];
+        ++n_bad;
       }
     }
   }

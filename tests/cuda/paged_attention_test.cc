@@ -197,19 +197,18 @@ void CheckDecode(const DecodeCase& c) {
   DeviceBuffer<int32_t> d_tables(tables);
   DeviceBuffer<int32_t> d_ctx(std::vector<int32_t>(c.ctxs.begin(), c.ctxs.end()));
   DeviceBuffer<uint8_t> d_ws(std::vector<uint8_t>(plan.workspace_bytes, 0));  // zeroed, as required
-  DeviceBuffer<Host> d_out(std::vector<Host>(n_seqs * out_stride, Io::Pad()));
-  EXPECT_LAUNCH_OK(PagedAttentionDecode(
-      reinterpret_cast<const Device*>(d_q.get()), q_stride, shape, pool.kv(), d_tables.get(),
-      table_stride, d_ctx.get(), scale, plan, d_ws.get(), plan.workspace_bytes,
-      reinterpret_cast<Device*>(d_out.get()), out_stride, nullptr));
-  const std::vector<Host> out = d_out.Download();
+  // One call into a fresh, padded output.
+  auto run = [&] {
+    DeviceBuffer<Host> d_out(std::vector<Host>(n_seqs * out_stride, Io::Pad()));
+    EXPECT_LAUNCH_OK(PagedAttentionDecode(
+        reinterpret_cast<const Device*>(d_q.get()), q_stride, shape, pool.kv(), d_tables.get(),
+        table_stride, d_ctx.get(), scale, plan, d_ws.get(), plan.workspace_bytes,
+        reinterpret_cast<Device*>(d_out.get()), out_stride, nullptr));
+    return d_out.Download();
+  };
+  const std::vector<Host> out = run();
   // Again with the same workspace: the first call must have left its split counters at zero.
-  DeviceBuffer<Host> d_out2(std::vector<Host>(n_seqs * out_stride, Io::Pad()));
-  EXPECT_LAUNCH_OK(PagedAttentionDecode(
-      reinterpret_cast<const Device*>(d_q.get()), q_stride, shape, pool.kv(), d_tables.get(),
-      table_stride, d_ctx.get(), scale, plan, d_ws.get(), plan.workspace_bytes,
-      reinterpret_cast<Device*>(d_out2.get()), out_stride, nullptr));
-  const std::vector<Host> out2 = d_out2.Download();
+  const std::vector<Host> out2 = run();
   ASSERT_EQ(out2.size(), out.size());
   EXPECT_EQ(std::memcmp(out2.data(), out.data(), out.size() * sizeof(Host)), 0)
       << "a second call with the same workspace differs";

@@ -51,7 +51,9 @@ struct CudaLlamaForward::Plan {
   size_t Append(const std::vector<T>& values) {
     const size_t offset = (host.size() + 15) / 16 * 16;
     host.resize(offset + values.size() * sizeof(T));
-    if (!values.empty()) std::memcpy(host.data() + offset, values.data(), values.size() * sizeof(T));
+    if (!values.empty()) {
+      std::memcpy(host.data() + offset, values.data(), values.size() * sizeof(T));
+    }
     return offset;
   }
 };
@@ -150,9 +152,7 @@ absl::Status CudaLlamaForward::ReserveActivations(int64_t n, size_t attention_wo
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<float>> CudaLlamaForward::Forward(absl::Span<const BatchToken> batch) {
-  if (absl::Status s = CheckBatch(config_, pool_.layout(), batch); !s.ok()) return s;
-  if (batch.empty()) return std::vector<float>();
+CudaLlamaForward::Plan CudaLlamaForward::PlanBatch(absl::Span<const BatchToken> batch) const {
   const int block_size = pool_.layout().block_size;
 
   // Group the tokens by sequence, sequences in order of first appearance; a sequence's tokens
@@ -229,7 +229,13 @@ absl::StatusOr<std::vector<float>> CudaLlamaForward::Forward(absl::Span<const Ba
   }
   plan.n_want = static_cast<int>(wanted_rows.size());
   plan.wanted_rows = plan.Append(wanted_rows);
+  return plan;
+}
 
+absl::StatusOr<std::vector<float>> CudaLlamaForward::Forward(absl::Span<const BatchToken> batch) {
+  if (absl::Status s = CheckBatch(config_, pool_.layout(), batch); !s.ok()) return s;
+  if (batch.empty()) return std::vector<float>();
+  const Plan plan = PlanBatch(batch);
   if (absl::Status s = ReserveActivations(plan.n, plan.decode_plan.workspace_bytes); !s.ok()) {
     return s;
   }

@@ -47,6 +47,8 @@ class CudaLlamaForward final : public ForwardPass {
   struct Plan;
 
   CudaLlamaForward(const model::ModelConfig& config, kv::KvBlockPool& pool);
+  // Rows, attention launches and metadata for a checked, non-empty batch.
+  Plan PlanBatch(absl::Span<const BatchToken> batch) const;
   // Device buffers for a batch of n tokens (and the decode attention's workspace).
   absl::Status ReserveActivations(int64_t n, size_t attention_workspace_bytes);
   absl::Status Run(const Plan& plan, std::vector<float>& logits);

@@ -16,7 +16,8 @@ absl::Status CudaStatus(cudaError_t err, const std::string& what) {
       return absl::InvalidArgumentError(absl::StrCat(what, ": ", reason.empty() ? cuda : reason));
     }
     case cudaErrorMemoryAllocation:
-      return absl::ResourceExhaustedError(absl::StrCat(what, ": out of device memory (", cuda, ")"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat(what, ": out of device memory (", cuda, ")"));
     default:
       return absl::InternalError(absl::StrCat(what, ": ", cuda));
   }

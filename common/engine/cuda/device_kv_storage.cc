@@ -33,6 +33,10 @@ class DeviceKvStorage final : public kv::KvBlockStorage {
     PDSERVE_RETURN_IF_CUDA_ERROR(cudaMemcpy(buffer_.as<uint8_t>() + offset, in.data(),
                                             in.size(), cudaMemcpyHostToDevice),
                                  "writing KV blocks to the device");
+    // From pageable memory cudaMemcpy may return before its DMA lands, and the forward pass's
+    // non-blocking stream does not wait for the default stream: wait here, for this copy only.
+    PDSERVE_RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(nullptr),
+                                 "writing KV blocks to the device");
     return absl::OkStatus();
   }
   absl::Status Zero(size_t offset, size_t bytes) override {
@@ -41,7 +45,8 @@ class DeviceKvStorage final : public kv::KvBlockStorage {
     PDSERVE_RETURN_IF_CUDA_ERROR(cudaMemset(buffer_.as<uint8_t>() + offset, 0, bytes),
                                  "clearing KV blocks on the device");
     // cudaMemset may return before the device is done; Zero promises a finished write.
-    PDSERVE_RETURN_IF_CUDA_ERROR(cudaDeviceSynchronize(), "clearing KV blocks on the device");
+    PDSERVE_RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(nullptr),
+                                 "clearing KV blocks on the device");
     return absl::OkStatus();
   }
 

@@ -9,9 +9,9 @@
 
 namespace pdserve::engine::cuda {
 
-// `bytes` of zeroed device memory on the current device. Copies to and from the host are
-// synchronous (cudaMemcpy on the default stream): callers order them after the forward passes
-// that write the blocks, which finish before Forward returns.
+// `bytes` of zeroed device memory on the current device. Copies to and from the host, and
+// Zero, have finished on the device when they return (default stream, then synchronized with
+// it); a read after Forward sees its K/V, since Forward returns only once its stream is done.
 absl::StatusOr<std::unique_ptr<kv::KvBlockStorage>> MakeDeviceKvStorage(size_t bytes);
 
 }  // namespace pdserve::engine::cuda

@@ -134,7 +134,9 @@ cublasStatus_t CUBLASWINAPI cublasGemmEx(cublasHandle_t handle, cublasOperation_
     for (int kk = 0; kk < k; ++kk) a_col[kk] = LoadElement(A, Atype, int64_t{i} * lda + kk);
     for (int j = 0; j < n; ++j) {
       float acc = 0.0f;
-      for (int kk = 0; kk < k; ++kk) acc += a_col[kk] * LoadElement(B, Btype, int64_t{j} * ldb + kk);
+      for (int kk = 0; kk < k; ++kk) {
+        acc += a_col[kk] * LoadElement(B, Btype, int64_t{j} * ldb + kk);
+      }
       StoreElement(C, Ctype, int64_t{j} * ldc + i, acc);
     }
   }
