@@ -13,6 +13,8 @@ void AddEngineFlags(ArgParser& parser) {
   parser.AddString("dtype",
                    "with --device cuda: auto | f32 | bf16, the type of weight matrices and "
                    "activations (default auto: f32 for f32 checkpoints, else bf16)");
+  parser.AddBool("enforce-eager",
+                 "with --device cuda: launch every kernel of every step (no CUDA graphs)");
   parser.AddString("threads", "CPU threads (default 1; --device cpu)");
   parser.AddString("kernels", "auto | scalar | avx2 | avx512 (default auto: the best this CPU has)");
   parser.AddString("kv-dtype", "KV cache element type: f32 | f16 | bf16 (default f32)");
@@ -38,7 +40,8 @@ absl::StatusOr<engine::EngineOptions> EngineOptionsFromFlags(const ArgParser& pa
     return absl::InvalidArgumentError(
         "--dtype bf16 needs --device cuda (the CPU backend computes in f32)");
   }
-  options.cuda_dtype = *cuda_dtype;
+  options.cuda.dtype = *cuda_dtype;
+  options.cuda.graphs = !parser.GetBool("enforce-eager");
   absl::StatusOr<int64_t> threads = parser.GetInt("threads", 1);
   if (!threads.ok()) return threads.status();
   if (*threads < 1 || *threads > 1024) {

@@ -1,8 +1,8 @@
 // Decode throughput of the engine's CUDA backend (engine::CreateCudaBackend, the forward pass the
 // workers run) at SmolLM2-135M's shapes with random bf16 weights: each step is one
 // ForwardPass::Forward call of `batch` sequences, one token each, at context 512, with the host
-// work a worker pays (batch planning, metadata upload, logits copied back, stream sync) and no
-// CUDA graph. Compare with bench/cuda/decode_step_bench.cc (the same kernels as one CUDA graph)
+// work a worker pays (batch planning, metadata upload, logits copied back, stream sync); decode
+// steps replayed as CUDA graphs, then eagerly (--enforce-eager), in the same run. Compare with bench/cuda/decode_step_bench.cc (the same kernels as one CUDA graph)
 // and bench/cuda/torch_decode_baseline.py, printed by the same gpu-check run.
 //
 // Output: "RESULT engine_decode ..." lines.
@@ -79,20 +79,14 @@ struct RandomSmolLm2 {
   }
 };
 
-int Main() {
-  std::string reason;
-  if (!kernels::gpu::CudaDeviceAvailable(&reason)) {
-    std::printf("SKIPPED: %s\n", reason.c_str());
-    return 77;
-  }
-  const RandomSmolLm2 model;
-  const int block_size = 16;
-  const kv::KvLayout layout =
-      engine::KvLayoutForModel(model.weights.config, block_size, kernels::KvDtype::kBF16);
+// Times decode steps at batch 1 and 32 on a fresh backend; returns the number of failures.
+int TimeDecodeSteps(const RandomSmolLm2& model, const kv::KvLayout& layout, bool graphs) {
+  const int block_size = layout.block_size;
   const int max_batch = 32;
   const int64_t blocks_per_seq = (kCtx + 64 + block_size - 1) / block_size;
   absl::StatusOr<engine::DeviceBackend> backend = engine::CreateCudaBackend(
-      model.weights, layout, max_batch * blocks_per_seq, engine::CudaDtype::kBF16);
+      model.weights, layout, max_batch * blocks_per_seq,
+      engine::CudaBackendOptions{engine::CudaDtype::kBF16, graphs});
   if (!backend.ok()) {
     std::fprintf(stderr, "FAILED CreateCudaBackend: %s\n", backend.status().ToString().c_str());
     return 1;
@@ -106,7 +100,7 @@ int Main() {
       absl::StatusOr<std::vector<kv::BlockId>> ids = backend->pool->Allocate(blocks_per_seq);
       if (!ids.ok()) {
         std::fprintf(stderr, "FAILED allocating blocks: %s\n", ids.status().ToString().c_str());
-        return 1;
+        return failures + 1;
       }
       t.blocks = *std::move(ids);
     }
@@ -141,9 +135,23 @@ int Main() {
     }
     const double ms = seconds * 1e3 / steps;
     std::printf("RESULT engine_decode pdserve-engine batch=%d ctx=%d ms_per_step=%.3f "
-                "tok_per_s=%.0f (Forward calls, eager, logits to host)\n",
-                batch, kCtx, ms, batch * 1e3 / ms);
+                "tok_per_s=%.0f (Forward calls, %s, logits to host)\n",
+                batch, kCtx, ms, batch * 1e3 / ms, graphs ? "cuda graphs" : "eager");
   }
+  return failures;
+}
+
+int Main() {
+  std::string reason;
+  if (!kernels::gpu::CudaDeviceAvailable(&reason)) {
+    std::printf("SKIPPED: %s\n", reason.c_str());
+    return 77;
+  }
+  const RandomSmolLm2 model;
+  const kv::KvLayout layout =
+      engine::KvLayoutForModel(model.weights.config, 16, kernels::KvDtype::kBF16);
+  int failures = 0;
+  for (const bool graphs : {true, false}) failures += TimeDecodeSteps(model, layout, graphs);
   return failures == 0 ? 0 : 1;
 }
 

@@ -28,6 +28,13 @@ enum class CudaDtype { kAuto, kF32, kBF16 };
 // "auto", "f32" or "bf16"; anything else is InvalidArgument naming the choices.
 absl::StatusOr<CudaDtype> ParseCudaDtype(std::string_view name);
 
+struct CudaBackendOptions {
+  CudaDtype dtype = CudaDtype::kAuto;
+  // Decode steps replayed as CUDA graphs (captured per batch size and context bucket); false
+  // launches every kernel of every step (--enforce-eager).
+  bool graphs = true;
+};
+
 struct DeviceBackend {
   std::unique_ptr<kv::KvBlockPool> pool;
   std::unique_ptr<ForwardPass> forward;  // reads and writes *pool; declared after it
@@ -40,6 +47,6 @@ struct DeviceBackend {
 // usable GPU is found, with the reason.
 absl::StatusOr<DeviceBackend> CreateCudaBackend(const model::ModelWeights& weights,
                                                 const kv::KvLayout& layout, int64_t n_blocks,
-                                                CudaDtype dtype);
+                                                const CudaBackendOptions& options);
 
 }  // namespace pdserve::engine

@@ -73,7 +73,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const EngineOptions& option
   const int64_t n_blocks = (pool_tokens + layout.block_size - 1) / layout.block_size;
   if (options.device == Device::kCuda) {
     absl::StatusOr<DeviceBackend> backend = CreateCudaBackend(engine->weights_, layout, n_blocks,
-                                                             options.cuda_dtype);
+                                                             options.cuda);
     if (!backend.ok()) return backend.status();
     engine->kv_pool_ = std::move(backend->pool);
     engine->forward_ = std::move(backend->forward);

@@ -21,7 +21,7 @@ struct EngineOptions {
   std::string model_path;      // GGUF or llama2.c .bin
   std::string tokenizer_path;  // llama2.c tokenizer (tok512.bin); unused for GGUF
   Device device = Device::kCpu;
-  CudaDtype cuda_dtype = CudaDtype::kAuto;  // --device cuda only
+  CudaBackendOptions cuda;  // --device cuda only
   int n_threads = 1;  // CPU backend only
   kernels::Isa isa = kernels::DetectBestIsa();
   int kv_block_size = kv::kDefaultBlockSize;

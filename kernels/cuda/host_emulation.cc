@@ -178,6 +178,26 @@ uint32_t ShuffleBits(uint32_t bits, int lane_arg, bool xor_mode) {
 
 unsigned char* DynamicSharedMemory() { return State().smem.data(); }
 
+namespace {
+thread_local CapturedWork* g_capture = nullptr;
+}  // namespace
+
+bool Capturing() { return g_capture != nullptr; }
+
+void Record(std::function<void()> work) { g_capture->push_back(std::move(work)); }
+
+bool BeginCapture(CapturedWork* into) {
+  if (g_capture != nullptr) return false;
+  g_capture = into;
+  return true;
+}
+
+bool EndCapture() {
+  if (g_capture == nullptr) return false;
+  g_capture = nullptr;
+  return true;
+}
+
 void RunGrid(dim3 grid, dim3 block, size_t smem_bytes, const std::function<void()>& body) {
   BlockState& s = State();
   const int n = static_cast<int>(block.x * block.y * block.z);

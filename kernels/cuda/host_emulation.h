@@ -24,6 +24,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace pdserve::kernels::gpu::emu {
 
@@ -41,6 +42,17 @@ unsigned char* DynamicSharedMemory();
 // memory per block.
 void RunGrid(dim3 grid, dim3 block, size_t smem_bytes, const std::function<void()>& body);
 
+// Stream capture (cudaStreamBeginCapture ... cudaStreamEndCapture in the fake runtime): while a
+// capture is open on this thread, launches, the runtime's async copies and the fake cuBLAS GEMM
+// are recorded, not run; a graph launch replays them in order.
+using CapturedWork = std::vector<std::function<void()>>;
+bool Capturing();
+void Record(std::function<void()> work);
+// Starts recording into *into; fails (false) when a capture is already open.
+bool BeginCapture(CapturedWork* into);
+// Stops recording; false when no capture was open.
+bool EndCapture();
+
 template <typename... P>
 struct LaunchConfig {
   void (*kernel)(P...);
@@ -51,6 +63,12 @@ struct LaunchConfig {
   void operator()(A&&... args) const {
     // Parameters are copied, as a kernel launch copies them.
     std::tuple<std::decay_t<P>...> params(std::forward<A>(args)...);
+    if (Capturing()) {
+      Record([k = kernel, g = grid, b = block, m = smem, params] {
+        RunGrid(g, b, m, [&] { std::apply(k, params); });
+      });
+      return;
+    }
     RunGrid(grid, block, smem, [&] { std::apply(kernel, params); });
   }
 };

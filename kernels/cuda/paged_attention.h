@@ -41,6 +41,9 @@ struct PagedDecodePlan {
 };
 
 inline constexpr int kMaxDecodeSplitTokens = 1024;
+// Most (sequence, kv head [, head chunk]) pairs one decode call may hold: the size of the
+// workspace's counter region (4 bytes each).
+inline constexpr int kMaxDecodeUnits = 65536;
 
 // split_tokens > 0 forces the split length (clamped to [1, kMaxDecodeSplitTokens]); 0 chooses
 // the shortest split (a multiple of 64, at least 64) whose thread blocks still fit in one wave
@@ -57,9 +60,9 @@ PagedDecodePlan PlanPagedAttentionDecode(const PagedDecodeShape& shape, int n_mu
 // ctx_lens[i] must be <= shape.max_ctx (larger values are clamped to it); ctx_lens[i] == 0 gives
 // zeros. A block id outside [0, kv.n_blocks) reads as zeros. workspace: plan.workspace_bytes of
 // device memory (may be null when that is 0), 16-byte aligned, ZEROED before its first use
-// (cudaMemset once after allocation: it holds counters that every call leaves at zero again);
-// calls that share a workspace must not run concurrently. plan must come from
-// PlanPagedAttentionDecode with this shape.
+// (cudaMemset once after allocation: its first 4 × kMaxDecodeUnits bytes hold counters that
+// every call, of any shape, leaves at zero again); calls that share a workspace must not run
+// concurrently. plan must come from PlanPagedAttentionDecode with this shape.
 cudaError_t PagedAttentionDecode(const __nv_bfloat16* q, int64_t q_row_stride,
                                  const PagedDecodeShape& shape, const PagedKvView& kv,
                                  const int32_t* block_tables, int64_t block_table_stride,

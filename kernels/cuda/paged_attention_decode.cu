@@ -407,8 +407,12 @@ int GroupTile(int group) {
   return per_chunk <= 4 ? 4 : (per_chunk <= 6 ? 6 : 8);
 }
 
-// The decode workspace of a multi-split call: the arrival counters first (they must start at
-// zero; each call leaves them zero), then the partial sums and the (max, sum) pairs.
+// The decode workspace of a multi-split call: a fixed region of arrival counters first (zeroed
+// once by the caller; each call leaves the counters it used at zero), then the partial sums and
+// the (max, sum) pairs. The counter region does not depend on the shape, so calls of different
+// shapes may share a workspace: no call writes partials where another keeps counters.
+constexpr size_t kCounterBytes = static_cast<size_t>(kMaxDecodeUnits) * sizeof(unsigned);
+
 struct WorkspaceLayout {
   size_t acc_offset = 0;
   size_t ml_offset = 0;
@@ -416,15 +420,11 @@ struct WorkspaceLayout {
 };
 
 WorkspaceLayout LayOutWorkspace(const PagedDecodeShape& shape, int n_splits) {
-  const size_t n_seqs = static_cast<size_t>(std::max(shape.n_seqs, 0));
-  const int group = shape.n_kv_heads > 0 ? std::max(1, shape.n_heads / shape.n_kv_heads) : 1;
-  const int g_tile = GroupTile(group);
-  const size_t units = static_cast<size_t>(std::max(shape.n_kv_heads, 0)) *
-                       static_cast<size_t>((group + g_tile - 1) / g_tile);
-  const size_t parts = n_seqs * static_cast<size_t>(std::max(shape.n_heads, 0)) *
+  const size_t parts = static_cast<size_t>(std::max(shape.n_seqs, 0)) *
+                       static_cast<size_t>(std::max(shape.n_heads, 0)) *
                        static_cast<size_t>(n_splits);
   WorkspaceLayout w;
-  w.acc_offset = (n_seqs * units * sizeof(unsigned) + 15) / 16 * 16;
+  w.acc_offset = kCounterBytes;
   w.ml_offset =
       w.acc_offset + (parts * static_cast<size_t>(std::max(shape.head_dim, 0)) * 4 + 15) / 16 * 16;
   w.total = w.ml_offset + parts * 2 * 4;
@@ -572,6 +572,9 @@ cudaError_t DecodeWithIo(const detail::AttentionIo& io, int64_t q_row_stride,
   p.token_bytes = static_cast<int>(token_bytes);
   PDSERVE_GPU_REQUIRE(static_cast<int64_t>(plan.n_splits) * p.n_units <= INT_MAX,
                       "paged_attention_decode: too many kv heads x splits");
+  PDSERVE_GPU_REQUIRE(static_cast<int64_t>(shape.n_seqs) * p.n_units <= kMaxDecodeUnits,
+                      "paged_attention_decode: n_seqs x kv heads (x head chunks) exceeds "
+                      "kMaxDecodeUnits");
 
   // Split-major: the thread blocks of one (split, seq) for every kv head are consecutive.
   const dim3 grid(static_cast<unsigned>(plan.n_splits * p.n_units),

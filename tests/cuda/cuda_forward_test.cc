@@ -75,8 +75,10 @@ std::unique_ptr<Backend> MakeCpu(const TestModel& m) {
   return b;
 }
 
-std::unique_ptr<Backend> MakeCuda(const TestModel& m, CudaDtype dtype = CudaDtype::kAuto) {
-  absl::StatusOr<DeviceBackend> parts = CreateCudaBackend(m.weights, m.layout, kPoolBlocks, dtype);
+std::unique_ptr<Backend> MakeCuda(const TestModel& m, CudaDtype dtype = CudaDtype::kAuto,
+                                  bool graphs = true) {
+  absl::StatusOr<DeviceBackend> parts =
+      CreateCudaBackend(m.weights, m.layout, kPoolBlocks, CudaBackendOptions{dtype, graphs});
   if (!parts.ok()) {
     ADD_FAILURE() << "CreateCudaBackend: " << parts.status();
     return nullptr;
@@ -366,6 +368,52 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, CudaForwardMixedBatchTest,
                          [](const ::testing::TestParamInfo<CudaDtype>& info) {
                            return std::string(info.param == CudaDtype::kF32 ? "f32" : "bf16");
                          });
+
+// Decode steps replayed from CUDA graphs give the eager steps' tokens and logits (up to the
+// cuBLAS algorithm a capture may pick), and graphs are really used: one per context bucket.
+TEST(CudaForwardTest, DecodeStepGraphsMatchEagerSteps) {
+  std::unique_ptr<TestModel> m = LoadTestModel("models/stories260K.bin");
+  ASSERT_NE(m, nullptr);
+  std::unique_ptr<Backend> graphs = MakeCuda(*m, CudaDtype::kAuto, true);
+  std::unique_ptr<Backend> eager = MakeCuda(*m, CudaDtype::kAuto, false);
+  ASSERT_NE(graphs, nullptr);
+  ASSERT_NE(eager, nullptr);
+  const GoldenCase c = LoadGoldenCases().at(0);  // 5 + 181 positions: one context bucket
+  const GreedyRun want = Greedy(*eager, c.prompt_ids, c.output_ids.size());
+  const GreedyRun got = Greedy(*graphs, c.prompt_ids, c.output_ids.size());
+  EXPECT_EQ(got.tokens, want.tokens);
+  EXPECT_EQ(got.tokens, c.output_ids);
+  auto* forward = dynamic_cast<cuda::CudaLlamaForward*>(&graphs->forward());
+  ASSERT_NE(forward, nullptr);
+  EXPECT_EQ(forward->graphs_disabled_reason(), "");
+  const int64_t last_ctx = static_cast<int64_t>(c.prompt_ids.size() + c.output_ids.size());
+  EXPECT_EQ(forward->graphs_captured(),
+            (last_ctx - 1 + cuda::CudaLlamaForward::kDecodeCtxBucket - 1) /
+                cuda::CudaLlamaForward::kDecodeCtxBucket);
+  EXPECT_EQ(dynamic_cast<cuda::CudaLlamaForward*>(&eager->forward())->graphs_captured(), 0);
+
+  // Several sequences per step, against the same steps run eagerly.
+  const std::vector<GoldenCase> cases = LoadGoldenCases();
+  std::vector<float> with_graphs;
+  for (Backend* b : {graphs.get(), eager.get()}) {
+    std::vector<std::unique_ptr<Sequence>> seqs;
+    std::vector<BatchToken> step;
+    for (size_t s = 0; s < 3; ++s) {
+      seqs.push_back(std::make_unique<Sequence>(b->pool(), 64));
+      ASSERT_TRUE(b->forward().Forward(PromptBatch(cases[s].prompt_ids, *seqs.back())).ok());
+      step.push_back(BatchToken{cases[s].output_ids[0],
+                                static_cast<int64_t>(cases[s].prompt_ids.size()),
+                                seqs.back()->table(), true});
+    }
+    absl::StatusOr<std::vector<float>> logits = b->forward().Forward(step);
+    ASSERT_TRUE(logits.ok()) << logits.status();
+    if (b == graphs.get()) {
+      with_graphs = *logits;
+    } else {
+      EXPECT_LT(MaxAbsDiff(with_graphs, *logits), kF32LogitTolerance);
+    }
+  }
+}
 
 TEST(CudaForwardTest, RejectsBadBatchesAndKeepsWorking) {
   std::unique_ptr<TestModel> m = LoadTestModel("models/stories260K.bin");

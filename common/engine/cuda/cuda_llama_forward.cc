@@ -86,12 +86,13 @@ CudaLlamaForward::CudaLlamaForward(const model::ModelConfig& config, kv::KvBlock
     : config_(config), pool_(pool) {}
 
 CudaLlamaForward::~CudaLlamaForward() {
+  DropGraphs();
   if (cublas_ != nullptr) cublasDestroy(cublas_);
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }
 
 absl::StatusOr<std::unique_ptr<CudaLlamaForward>> CudaLlamaForward::Create(
-    const model::ModelWeights& weights, kv::KvBlockPool& pool, ActDtype dtype) {
+    const model::ModelWeights& weights, kv::KvBlockPool& pool, ActDtype dtype, bool cuda_graphs) {
   if (pool.on_host()) {
     return absl::FailedPreconditionError(
         "the CUDA forward pass needs a KV block pool in device memory");
@@ -103,6 +104,7 @@ absl::StatusOr<std::unique_ptr<CudaLlamaForward>> CudaLlamaForward::Create(
     return absl::FailedPreconditionError("KV pool layout does not match the model");
   }
   std::unique_ptr<CudaLlamaForward> forward(new CudaLlamaForward(c, pool));
+  forward->use_graphs_ = cuda_graphs;
   absl::StatusOr<CudaModelWeights> uploaded = UploadWeights(weights, dtype);
   if (!uploaded.ok()) return uploaded.status();
   forward->weights_ = *std::move(uploaded);
@@ -140,9 +142,15 @@ absl::Status CudaLlamaForward::ReserveActivations(int64_t n, size_t attention_wo
       {&attention_workspace_, attention_workspace_bytes, "the attention workspace"},
   };
   const void* old_workspace = attention_workspace_.get();
+  bool moved = false;
   for (const auto& want : wants) {
-    if (absl::Status s = want.buffer->Reserve(want.bytes, want.what); !s.ok()) return s;
+    const void* old = want.buffer->get();
+    // Room for twice the batch when growing: fewer reallocations, each of which drops graphs.
+    const size_t bytes = want.buffer->size() >= want.bytes ? want.bytes : 2 * want.bytes;
+    if (absl::Status s = want.buffer->Reserve(bytes, want.what); !s.ok()) return s;
+    moved = moved || want.buffer->get() != old;
   }
+  if (moved) DropGraphs();
   // The decode attention's workspace must start zeroed (its split counters); calls keep it so.
   if (attention_workspace_.get() != old_workspace) {
     PDSERVE_RETURN_IF_CUDA_ERROR(
@@ -200,6 +208,8 @@ CudaLlamaForward::Plan CudaLlamaForward::PlanBatch(absl::Span<const BatchToken> 
     for (int r = 0; r < plan.n_decode; ++r) {
       plan.decode_max_ctx = std::max<int64_t>(plan.decode_max_ctx, positions[r] + 1);
     }
+    plan.decode_max_ctx = (plan.decode_max_ctx + kDecodeCtxBucket - 1) / kDecodeCtxBucket *
+                          kDecodeCtxBucket;
     plan.decode_table_stride = (plan.decode_max_ctx + block_size - 1) / block_size;
     std::vector<int32_t> tables(plan.n_decode * plan.decode_table_stride, -1);
     std::vector<int32_t> ctx_lens(plan.n_decode);
@@ -239,15 +249,80 @@ absl::StatusOr<std::vector<float>> CudaLlamaForward::Forward(absl::Span<const Ba
   if (absl::Status s = ReserveActivations(plan.n, plan.decode_plan.workspace_bytes); !s.ok()) {
     return s;
   }
-  if (absl::Status s = metadata_.Reserve(plan.host.size(), "batch metadata"); !s.ok()) return s;
+  const void* old_metadata = metadata_.get();
+  const size_t meta_bytes =
+      metadata_.size() >= plan.host.size() ? plan.host.size() : 2 * plan.host.size();
+  if (absl::Status s = metadata_.Reserve(meta_bytes, "batch metadata"); !s.ok()) return s;
+  if (metadata_.get() != old_metadata) DropGraphs();
+
   std::vector<float> logits(static_cast<size_t>(plan.n_want) * config_.vocab_size);
-  if (absl::Status s = Run(plan, logits); !s.ok()) {
+  absl::Status status = [&]() -> absl::Status {
+    PDSERVE_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(metadata_.get(), plan.host.data(),
+                                                 plan.host.size(), cudaMemcpyHostToDevice,
+                                                 stream_),
+                                 "uploading batch metadata");
+    const bool decode_step = plan.prefill_runs.empty() && plan.n_want == plan.n;
+    if (!(use_graphs_ && decode_step) || !LaunchGraph(plan).ok()) {
+      if (absl::Status s = Compute(plan); !s.ok()) return s;
+    }
+    if (!logits.empty()) {
+      PDSERVE_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(logits.data(), logits_.get(),
+                                                   logits.size() * sizeof(float),
+                                                   cudaMemcpyDeviceToHost, stream_),
+                                   "copying logits to the host");
+    }
+    PDSERVE_RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(stream_), "forward pass");
+    return absl::OkStatus();
+  }();
+  if (!status.ok()) {
     // Leaves the stream idle for the next call, whatever was queued before the failure.
     cudaStreamSynchronize(stream_);
     cudaGetLastError();
-    return s;
+    return status;
   }
   return logits;
+}
+
+void CudaLlamaForward::DropGraphs() {
+  for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
+  graphs_.clear();
+}
+
+absl::Status CudaLlamaForward::LaunchGraph(const Plan& plan) {
+  const std::pair<int64_t, int64_t> key{plan.n, plan.decode_max_ctx};
+  auto it = graphs_.find(key);
+  if (it == graphs_.end()) {
+    // A long-running server sees many (batch, bucket) pairs: keep the cache bounded.
+    if (graphs_.size() >= 256) DropGraphs();
+    absl::Status captured = [&]() -> absl::Status {
+      PDSERVE_RETURN_IF_CUDA_ERROR(
+          cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal),
+          "capturing a decode step");
+      const absl::Status computed = Compute(plan);
+      cudaGraph_t graph = nullptr;
+      const cudaError_t ended = cudaStreamEndCapture(stream_, &graph);
+      if (!computed.ok() || ended != cudaSuccess) {
+        if (graph != nullptr) cudaGraphDestroy(graph);
+        return computed.ok() ? CudaStatus(ended, "capturing a decode step") : computed;
+      }
+      cudaGraphExec_t exec = nullptr;
+      const cudaError_t instantiated = cudaGraphInstantiate(&exec, graph, 0);
+      cudaGraphDestroy(graph);
+      PDSERVE_RETURN_IF_CUDA_ERROR(instantiated, "instantiating a decode-step graph");
+      it = graphs_.emplace(key, exec).first;
+      ++graphs_captured_;
+      return absl::OkStatus();
+    }();
+    if (!captured.ok()) {
+      // Eager from now on: the caller runs this step without a graph.
+      use_graphs_ = false;
+      graphs_disabled_reason_ = captured.ToString();
+      cudaGetLastError();
+      return captured;
+    }
+  }
+  PDSERVE_RETURN_IF_CUDA_ERROR(cudaGraphLaunch(it->second, stream_), "launching a decode step");
+  return absl::OkStatus();
 }
 
 absl::Status CudaLlamaForward::Matmul(const void* x, int64_t n, const DeviceBuffer& w,
@@ -291,7 +366,7 @@ cudaError_t PrefillAttention(const void* q, int64_t q_stride, int n_q, int64_t q
 
 }  // namespace
 
-absl::Status CudaLlamaForward::Run(const Plan& plan, std::vector<float>& logits) {
+absl::Status CudaLlamaForward::Compute(const Plan& plan) {
   const model::ModelConfig& c = config_;
   const int64_t n = plan.n;
   const int q_dim = c.n_heads * c.head_dim;
@@ -309,9 +384,6 @@ absl::Status CudaLlamaForward::Run(const Plan& plan, std::vector<float>& logits)
   const auto* slots = reinterpret_cast<const int64_t*>(meta + plan.slots);
   auto* x = x_.as<float>();
 
-  PDSERVE_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(meta, plan.host.data(), plan.host.size(),
-                                               cudaMemcpyHostToDevice, stream_),
-                               "uploading batch metadata");
   PDSERVE_RETURN_IF_CUDA_ERROR(
       gpu::EmbeddingLookup(weights_.embedding_type, weights_.embedding.get(), c.vocab_size, c.dim,
                            tokens, static_cast<int>(n), ActDtype::kF32, x, stream_),
@@ -405,12 +477,7 @@ absl::Status CudaLlamaForward::Run(const Plan& plan, std::vector<float>& logits)
         !s.ok()) {
       return s;
     }
-    PDSERVE_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(logits.data(), logits_.get(),
-                                                 logits.size() * sizeof(float),
-                                                 cudaMemcpyDeviceToHost, stream_),
-                                 "copying logits to the host");
   }
-  PDSERVE_RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(stream_), "forward pass");
   return absl::OkStatus();
 }
 

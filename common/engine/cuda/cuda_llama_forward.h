@@ -11,12 +11,21 @@
 // A batch runs as: its single-token sequences first (one paged-attention decode launch for all
 // of them), then each multi-token run of one sequence (one causal prefill launch each); every
 // other step is one launch over all of the batch's tokens.
+//
+// A decode step (every token of its own sequence, every token wanting logits) is captured once
+// as a CUDA graph per (batch size, context bucket of kDecodeCtxBucket positions) and replayed:
+// everything that changes between steps (ids, positions, slots, block tables, context lengths)
+// is read from device memory, and the attention plan follows the bucket, not the exact length,
+// so eager and graph runs compute the same numbers. Growing a buffer drops the graphs.
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -31,9 +40,10 @@ class CudaLlamaForward final : public ForwardPass {
  public:
   // Uploads the weights to the current device. `pool` must outlive the object and keep its
   // bytes in device memory (!pool.on_host()), in the layout of the model.
-  // `dtype`: f32 or bf16, as above.
+  // `dtype`: f32 or bf16, as above. cuda_graphs = false runs every step eagerly.
   static absl::StatusOr<std::unique_ptr<CudaLlamaForward>> Create(
-      const model::ModelWeights& weights, kv::KvBlockPool& pool, kernels::gpu::ActDtype dtype);
+      const model::ModelWeights& weights, kv::KvBlockPool& pool, kernels::gpu::ActDtype dtype,
+      bool cuda_graphs = true);
   ~CudaLlamaForward() override;
 
   absl::StatusOr<std::vector<float>> Forward(absl::Span<const BatchToken> batch) override;
@@ -42,6 +52,13 @@ class CudaLlamaForward final : public ForwardPass {
   // Device memory the weights take.
   size_t weight_device_bytes() const { return weights_.device_bytes; }
   kernels::gpu::ActDtype dtype() const { return weights_.matrix_dtype; }
+  // Decode-step graphs captured so far (cached now), and why graphs were turned off ("" if not:
+  // a capture that fails turns them off for good and the step runs eagerly).
+  int graphs_captured() const { return graphs_captured_; }
+  const std::string& graphs_disabled_reason() const { return graphs_disabled_reason_; }
+
+  // Decode contexts are planned in buckets of this many positions (see above).
+  static constexpr int64_t kDecodeCtxBucket = 256;
 
  private:
   struct Plan;
@@ -51,7 +68,12 @@ class CudaLlamaForward final : public ForwardPass {
   Plan PlanBatch(absl::Span<const BatchToken> batch) const;
   // Device buffers for a batch of n tokens (and the decode attention's workspace).
   absl::Status ReserveActivations(int64_t n, size_t attention_workspace_bytes);
-  absl::Status Run(const Plan& plan, std::vector<float>& logits);
+  // The device work of a planned batch, from the embedding lookup to the logits in logits_;
+  // the metadata must be on the device already. Only queues work (capturable).
+  absl::Status Compute(const Plan& plan);
+  // Replays (capturing first if needed) the graph of a decode-step plan.
+  absl::Status LaunchGraph(const Plan& plan);
+  void DropGraphs();
   // y (n, rows) = x (n, cols) · wᵀ in the activation dtype (y_f32: f32 output in bf16 mode).
   absl::Status Matmul(const void* x, int64_t n, const DeviceBuffer& w, int64_t rows, int64_t cols,
                       void* y, bool y_f32, const char* what);
@@ -76,6 +98,11 @@ class CudaLlamaForward final : public ForwardPass {
   DeviceBuffer act_;     // (n, hidden)
   DeviceBuffer wanted_;  // (n_want, dim) final-normed rows of the tokens with logits
   DeviceBuffer logits_;  // (n_want, vocab) f32
+
+  bool use_graphs_ = true;
+  std::string graphs_disabled_reason_;
+  int graphs_captured_ = 0;
+  std::map<std::pair<int64_t, int64_t>, cudaGraphExec_t> graphs_;  // (n, decode max ctx)
 };
 
 }  // namespace pdserve::engine::cuda

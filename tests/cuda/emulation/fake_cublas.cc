@@ -14,6 +14,8 @@
 #include <new>
 #include <vector>
 
+#include "kernels/cuda/host_emulation.h"
+
 namespace {
 
 float LoadElement(const void* base, cudaDataType type, int64_t i) {
@@ -128,6 +130,15 @@ cublasStatus_t CUBLASWINAPI cublasGemmEx(cublasHandle_t handle, cublasOperation_
       computeType != CUBLAS_COMPUTE_32F || *static_cast<const float*>(alpha) != 1.0f ||
       *static_cast<const float*>(beta) != 0.0f) {
     return CUBLAS_STATUS_NOT_SUPPORTED;
+  }
+  if (::pdserve::kernels::gpu::emu::Capturing()) {
+    const float one = 1.0f;
+    const float zero = 0.0f;
+    ::pdserve::kernels::gpu::emu::Record([=] {
+      cublasGemmEx(handle, transa, transb, m, n, k, &one, A, Atype, lda, B, Btype, ldb, &zero, C,
+                   Ctype, ldc, computeType, CUBLAS_GEMM_DEFAULT);
+    });
+    return CUBLAS_STATUS_SUCCESS;
   }
   std::vector<float> a_col(static_cast<size_t>(k));
   for (int i = 0; i < m; ++i) {

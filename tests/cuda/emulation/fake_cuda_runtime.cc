@@ -8,8 +8,20 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "kernels/cuda/host_emulation.h"
+
+namespace emu = ::pdserve::kernels::gpu::emu;
+
+struct CUgraph_st {
+  emu::CapturedWork work;
+};
+struct CUgraphExec_st {
+  emu::CapturedWork work;
+};
+
 namespace {
 thread_local cudaError_t last_error = cudaSuccess;
+thread_local CUgraph_st* capturing_graph = nullptr;
 
 cudaError_t Record(cudaError_t err) {
   if (err != cudaSuccess) last_error = err;
@@ -94,7 +106,14 @@ cudaError_t CUDARTAPI cudaMemcpy(void* dst, const void* src, size_t count, enum 
 }
 
 cudaError_t CUDARTAPI cudaMemcpyAsync(void* dst, const void* src, size_t count,
-                                      enum cudaMemcpyKind, cudaStream_t) {
+                                      enum cudaMemcpyKind kind, cudaStream_t) {
+  if (emu::Capturing()) {
+    // As CUDA: no copy between the device and pageable host memory inside a graph (the fake
+    // cannot tell pinned from pageable memory, so every host copy is refused).
+    if (kind != cudaMemcpyDeviceToDevice) return Record(cudaErrorStreamCaptureUnsupported);
+    emu::Record([=] { std::memmove(dst, src, count); });
+    return cudaSuccess;
+  }
   if (count > 0) std::memmove(dst, src, count);
   return cudaSuccess;
 }
@@ -105,6 +124,10 @@ cudaError_t CUDARTAPI cudaMemset(void* dst, int value, size_t count) {
 }
 
 cudaError_t CUDARTAPI cudaMemsetAsync(void* dst, int value, size_t count, cudaStream_t) {
+  if (emu::Capturing()) {
+    emu::Record([=] { std::memset(dst, value, count); });
+    return cudaSuccess;
+  }
   std::memset(dst, value, count);
   return cudaSuccess;
 }
@@ -126,6 +149,49 @@ cudaError_t CUDARTAPI cudaStreamDestroy(cudaStream_t stream) {
 }
 
 cudaError_t CUDARTAPI cudaFuncSetAttribute(const void*, enum cudaFuncAttribute, int) {
+  return cudaSuccess;
+}
+
+// Graphs: a captured graph is the list of work recorded while the capture was open; an
+// executable graph is a copy of it, replayed in order by cudaGraphLaunch. Synchronous calls
+// (cudaMemcpy, cudaMemset, cudaStreamSynchronize, ...) inside a capture are not checked.
+cudaError_t CUDARTAPI cudaStreamBeginCapture(cudaStream_t, enum cudaStreamCaptureMode) {
+  auto* graph = new CUgraph_st();
+  if (!emu::BeginCapture(&graph->work)) {
+    delete graph;
+    return Record(cudaErrorIllegalState);
+  }
+  capturing_graph = graph;
+  return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI cudaStreamEndCapture(cudaStream_t, cudaGraph_t* graph) {
+  if (!emu::EndCapture()) return Record(cudaErrorIllegalState);
+  *graph = capturing_graph;
+  capturing_graph = nullptr;
+  return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph,
+                                           unsigned long long) {
+  if (graph == nullptr) return Record(cudaErrorInvalidValue);
+  *exec = new CUgraphExec_st{graph->work};
+  return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t) {
+  if (exec == nullptr) return Record(cudaErrorInvalidValue);
+  for (const auto& work : exec->work) work();
+  return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  delete exec;
+  return cudaSuccess;
+}
+
+cudaError_t CUDARTAPI cudaGraphDestroy(cudaGraph_t graph) {
+  delete graph;
   return cudaSuccess;
 }
 
