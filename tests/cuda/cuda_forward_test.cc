@@ -18,7 +18,10 @@
 #include "common/engine/cuda/cuda_llama_forward.h"
 #include "common/engine/forward_pass.h"
 #include "common/kv/kv_block_pool.h"
+#include "common/gguf/gguf_file.h"
+#include "common/model/gguf_llama_loader.h"
 #include "common/model/load_model.h"
+#include "common/tokenizer/tokenizer.h"
 #include "gtest/gtest.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/thread_pool.h"
@@ -36,6 +39,9 @@ using engine::testing::SharedPath;
 // under the host emulation).
 constexpr float kF32LogitTolerance = 2e-3f;
 constexpr float kLogitTolerance = 0.25f;
+// The same for SmolLM2's 30 layers on the bf16 path (Q4_1 weights are exact in f32, rounded
+// once to bf16; 0.18 measured under the host emulation).
+constexpr float kSmolLm2LogitTolerance = 0.5f;
 
 constexpr int kBlockSize = 16;
 constexpr int64_t kPoolBlocks = 96;  // 1536 positions: several sequences of up to 512
@@ -460,6 +466,43 @@ TEST(CudaForwardTest, PoolBytesLiveOnTheDevice) {
             absl::StatusCode::kOutOfRange);
   out.pop_back();
   EXPECT_EQ(pool.ReadBlock(0, absl::MakeSpan(out)).code(), absl::StatusCode::kInvalidArgument);
+}
+
+// The demo model (SmolLM2-135M, Q4_1: head_dim 64, GQA 3, tied embedding, rope base 100000) on
+// the bf16 path: prefill logits near the CPU's and greedy tokens equal up to a near tie. Skipped
+// where the model file is absent (the GPU bundle has no room for it; CI fetches it).
+TEST(CudaForwardSmolLm2Test, Bf16PathFollowsTheCpu) {
+  if (!engine::testing::SmolLm2Available()) GTEST_SKIP() << "SmolLM2 GGUF not fetched";
+  absl::StatusOr<std::unique_ptr<gguf::GgufFile>> file =
+      gguf::GgufFile::Open(engine::testing::SmolLm2Path());
+  ASSERT_TRUE(file.ok()) << file.status();
+  std::shared_ptr<const gguf::GgufFile> shared = *std::move(file);
+  absl::StatusOr<model::ModelWeights> weights = model::LoadGgufLlama(shared);
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> tok = tokenizer::LoadGgufTokenizer(*shared);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  absl::StatusOr<std::vector<int32_t>> prompt =
+      (*tok)->Encode("The capital of France is", tokenizer::EncodeOptions());
+  ASSERT_TRUE(prompt.ok()) << prompt.status();
+
+  TestModel m;
+  m.weights = *std::move(weights);
+  m.layout = KvLayoutForModel(m.weights.config, kBlockSize, kernels::KvDtype::kBF16);
+  std::unique_ptr<Backend> cpu = MakeCpu(m);
+  std::unique_ptr<Backend> cuda = MakeCuda(m);  // auto: bf16 for a quantized file
+  ASSERT_NE(cuda, nullptr);
+  ASSERT_EQ(dynamic_cast<cuda::CudaLlamaForward*>(&cuda->forward())->dtype(),
+            kernels::gpu::ActDtype::kBF16);
+  const size_t n_new = 12;
+  const GreedyRun want = Greedy(*cpu, *prompt, n_new);
+  const GreedyRun got = Greedy(*cuda, *prompt, n_new);
+  const float diff = MaxAbsDiff(got.first_logits, want.first_logits);
+  size_t same = 0;
+  while (same < n_new && got.tokens[same] == want.tokens[same]) ++same;
+  std::printf("[ info ] SmolLM2 bf16: max |CUDA - CPU| prefill logit %.4f; %zu of %zu greedy "
+              "tokens equal the CPU's\n", diff, same, n_new);
+  EXPECT_LT(diff, kSmolLm2LogitTolerance);
+  if (same < n_new) EXPECT_LT(want.gaps[same], 2 * kSmolLm2LogitTolerance);
 }
 
 TEST(CudaForwardTest, NeedsAPoolInDeviceMemory) {

@@ -19,6 +19,12 @@ void RequireFile(const std::string& path) {
   }
 }
 
+std::string SmolLm2File() {
+  const char* env = std::getenv("PDSERVE_MODELS_DIR");
+  const std::string dir = env != nullptr ? env : std::string(PDSERVE_ROOT) + "/models";
+  return dir + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
 }  // namespace
 
 std::string SharedPath(const std::string& relative) {
@@ -29,12 +35,12 @@ std::string SharedPath(const std::string& relative) {
 }
 
 std::string SmolLm2Path() {
-  const char* env = std::getenv("PDSERVE_MODELS_DIR");
-  const std::string dir = env != nullptr ? env : std::string(PDSERVE_ROOT) + "/models";
-  const std::string path = dir + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+  const std::string path = SmolLm2File();
   RequireFile(path);
   return path;
 }
+
+bool SmolLm2Available() { return std::ifstream(SmolLm2File()).good(); }
 
 std::vector<GoldenCase> LoadGoldenCases() {
   std::ifstream in(SharedPath("golden/stories260K_greedy.jsonl"));

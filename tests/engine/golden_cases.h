@@ -11,6 +11,8 @@ namespace pdserve::engine::testing {
 
 std::string SharedPath(const std::string& relative);  // under ../shared
 std::string SmolLm2Path();                            // models/ (deploy/fetch-model.sh)
+// Whether SmolLm2Path() would find the file (the GPU bundle has no room for it).
+bool SmolLm2Available();
 
 struct GoldenCase {
   std::string prompt;
