@@ -296,8 +296,9 @@ int Main() {
   // A fixed cuBLAS workspace: no allocation inside graph capture.
   Arena arena;
   void* cublas_ws = arena.Alloc<uint8_t>(size_t{32} << 20);
-  if (cublas_ws == nullptr || cublasSetWorkspace(cublas, cublas_ws, size_t{32} << 20) !=
-                                  CUBLAS_STATUS_SUCCESS) {
+  // Bound to the stream first: binding later would drop the workspace.
+  if (cublas_ws == nullptr || cublasSetStream(cublas, stream) != CUBLAS_STATUS_SUCCESS ||
+      cublasSetWorkspace(cublas, cublas_ws, size_t{32} << 20) != CUBLAS_STATUS_SUCCESS) {
     std::fprintf(stderr, "FAILED cuBLAS workspace\n");
     return 1;
   }

@@ -21,7 +21,12 @@ cudaError_t Gemm(cublasHandle_t handle, const void* x, int64_t n_tokens,
   if (x == nullptr || w == nullptr || y == nullptr) {
     return detail::ArgumentError("gemm: null pointer");
   }
-  if (cublasSetStream(handle, stream) != CUBLAS_STATUS_SUCCESS) {
+  // Binding a handle to a stream drops the workspace given to cublasSetWorkspace (back to
+  // cuBLAS's own pool), so the handle is rebound only when the stream changes: a caller that set
+  // a workspace for its stream (what CUDA-graph capture wants) keeps it.
+  cudaStream_t bound = nullptr;
+  if (cublasGetStream(handle, &bound) != CUBLAS_STATUS_SUCCESS ||
+      (bound != stream && cublasSetStream(handle, stream) != CUBLAS_STATUS_SUCCESS)) {
     return detail::ArgumentError("gemm: cublasSetStream failed");
   }
   // Split-K partial sums stay in f32 (by default cuBLAS may reduce them in the output type,

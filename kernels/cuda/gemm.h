@@ -17,8 +17,8 @@ namespace pdserve::kernels::gpu {
 // weight (out_features, in_features), x and y row-major and contiguous. y is bf16 (rounded once
 // from the f32 accumulator) or f32 (logits); split-K partial sums are kept in f32 (the call sets
 // the handle's math mode to disallow reduced-precision reductions). The handle is bound to
-// `stream` for the call; one
-// handle must not be used by two threads at once. cuBLAS failures come back as
+// `stream` (only if it is bound to another: a workspace set for that stream stays); one handle
+// must not be used by two threads at once. cuBLAS failures come back as
 // cudaErrorInvalidValue (invalid value / not supported, LastArgumentError() names it) or
 // cudaErrorLaunchFailure (execution failed) or cudaErrorUnknown.
 cudaError_t GemmBf16(cublasHandle_t handle, const __nv_bfloat16* x, int64_t n_tokens,

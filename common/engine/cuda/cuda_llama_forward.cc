@@ -60,6 +60,9 @@ struct CudaLlamaForward::Plan {
 
 namespace {
 
+// cuBLAS's recommendation for Hopper is 32 MiB.
+constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
+
 gpu::PagedKvView LayerView(kv::KvBlockPool& pool, int layer) {
   const kv::KvLayout& layout = pool.layout();
   gpu::PagedKvView view;
@@ -113,6 +116,24 @@ absl::StatusOr<std::unique_ptr<CudaLlamaForward>> CudaLlamaForward::Create(
   if (absl::Status s = CublasStatus(cublasCreate(&forward->cublas_), "creating a cuBLAS handle");
       !s.ok()) {
     forward->cublas_ = nullptr;
+    return s;
+  }
+  // cuBLAS gets its workspace from us, bound to our stream, so that capturing a decode step
+  // into a graph never asks it to allocate.
+  absl::StatusOr<DeviceBuffer> workspace = DeviceBuffer::Allocate(kCublasWorkspaceBytes,
+                                                                  "the cuBLAS workspace");
+  if (!workspace.ok()) return workspace.status();
+  forward->cublas_workspace_ = *std::move(workspace);
+  if (absl::Status s = CublasStatus(cublasSetStream(forward->cublas_, forward->stream_),
+                                    "binding cuBLAS to the stream");
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CublasStatus(
+          cublasSetWorkspace(forward->cublas_, forward->cublas_workspace_.get(),
+                             forward->cublas_workspace_.size()),
+          "giving cuBLAS its workspace");
+      !s.ok()) {
     return s;
   }
   forward->n_multiprocessors_ = gpu::CurrentDeviceMultiprocessors();
