@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "bench/cuda/bench_util.h"
+#include "bench/cuda/smollm2_shape.h"
 #include "kernels/cuda/dequantize.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/elementwise.h"
@@ -31,17 +32,10 @@ using kernels::KvDtype;
 using kernels::TensorType;
 using namespace kernels::gpu;
 
-constexpr int kLayers = 30;
-constexpr int kDim = 576;
-constexpr int kHeads = 9;
-constexpr int kKvHeads = 3;
-constexpr int kHeadDim = 64;
-constexpr int kHidden = 1536;
-constexpr int kVocab = 49152;
+using namespace smollm2;
 constexpr int kBlockSize = 16;
 constexpr int kQkv = (kHeads + 2 * kKvHeads) * kHeadDim;  // 960
-constexpr float kEps = 1e-5f;
-constexpr float kRopeBase = 10000.0f;
+constexpr float kEps = kRmsEps;
 
 // Device memory released at scope exit.
 class Arena {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "bench/cuda/bench_util.h"
+#include "bench/cuda/smollm2_shape.h"
 #include "common/engine/backend.h"
 #include "common/engine/forward_pass.h"
 #include "common/model/model_weights.h"
@@ -33,17 +34,17 @@ struct RandomSmolLm2 {
   RandomSmolLm2() {
     model::ModelConfig& c = weights.config;
     c.architecture = "llama";
-    c.n_layers = 30;
-    c.dim = 576;
-    c.hidden_dim = 1536;
-    c.n_heads = 9;
-    c.n_kv_heads = 3;
-    c.head_dim = 64;
-    c.rotary_dim = 64;
-    c.vocab_size = 49152;
-    c.context_length = 8192;
-    c.rope_base = 100000.0f;
-    c.rms_eps = 1e-5f;
+    c.n_layers = smollm2::kLayers;
+    c.dim = smollm2::kDim;
+    c.hidden_dim = smollm2::kHidden;
+    c.n_heads = smollm2::kHeads;
+    c.n_kv_heads = smollm2::kKvHeads;
+    c.head_dim = smollm2::kHeadDim;
+    c.rotary_dim = smollm2::kHeadDim;
+    c.vocab_size = smollm2::kVocab;
+    c.context_length = smollm2::kContext;
+    c.rope_base = smollm2::kRopeBase;
+    c.rms_eps = smollm2::kRmsEps;
     uint64_t seed = 1;
     auto matrix = [&](int64_t rows, int64_t cols) {
       matrices.push_back(RandomBf16(static_cast<size_t>(rows * cols),
@@ -109,7 +110,7 @@ int TimeDecodeSteps(const RandomSmolLm2& model, const kv::KvLayout& layout, bool
     for (int s = 0; s < batch && ok; ++s) {
       std::vector<engine::BatchToken> prompt;
       for (int p = 0; p < kCtx; ++p) {
-        prompt.push_back({(s * 131 + p * 7) % 49152, p, &tables[s], p == kCtx - 1});
+        prompt.push_back({(s * 131 + p * 7) % smollm2::kVocab, p, &tables[s], p == kCtx - 1});
       }
       ok = forward.Forward(prompt).ok();
     }
@@ -119,7 +120,7 @@ int TimeDecodeSteps(const RandomSmolLm2& model, const kv::KvLayout& layout, bool
     for (int step = 0; step < warmup + steps && ok; ++step) {
       std::vector<engine::BatchToken> tokens;
       for (int s = 0; s < batch; ++s) {
-        tokens.push_back({(s + step) % 49152, kCtx + step, &tables[s], true});
+        tokens.push_back({(s + step) % smollm2::kVocab, kCtx + step, &tables[s], true});
       }
       const auto start = std::chrono::steady_clock::now();
       absl::StatusOr<std::vector<float>> logits = forward.Forward(tokens);

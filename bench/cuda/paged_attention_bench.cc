@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "bench/cuda/bench_util.h"
+#include "bench/cuda/smollm2_shape.h"
 #include "kernels/cuda/device.h"
 #include "kernels/cuda/paged_attention.h"
 
@@ -27,10 +28,10 @@ namespace {
 using kernels::KvDtype;
 using namespace kernels::gpu;
 
-constexpr int kLayers = 30;
-constexpr int kHeads = 9;
-constexpr int kKvHeads = 3;
-constexpr int kHeadDim = 64;
+using smollm2::kHeadDim;
+using smollm2::kHeads;
+using smollm2::kKvHeads;
+using smollm2::kLayers;
 constexpr int kBlockSize = 16;
 
 struct Config {

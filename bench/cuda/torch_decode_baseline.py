@@ -16,7 +16,7 @@ import sys
 import time
 
 LAYERS, DIM, HEADS, KV_HEADS, HEAD_DIM, HIDDEN, VOCAB = 30, 576, 9, 3, 64, 1536, 49152
-EPS, ROPE_BASE = 1e-5, 10000.0
+EPS, ROPE_BASE = 1e-5, 100000.0  # SmolLM2's, as bench/cuda/smollm2_shape.h
 
 
 def build_model(torch, device):

@@ -17,12 +17,17 @@ kv::KvLayout KvLayoutForModel(const model::ModelConfig& config, int block_size,
   return layout;
 }
 
-absl::Status CheckBatch(const model::ModelConfig& c, const kv::KvLayout& layout,
-                        absl::Span<const BatchToken> batch) {
+absl::Status CheckLayoutFitsModel(const model::ModelConfig& c, const kv::KvLayout& layout) {
   if (layout.n_layers != c.n_layers || layout.n_kv_heads != c.n_kv_heads ||
       layout.head_dim != c.head_dim) {
     return absl::FailedPreconditionError("KV pool layout does not match the model");
   }
+  return absl::OkStatus();
+}
+
+absl::Status CheckBatch(const model::ModelConfig& c, const kv::KvLayout& layout,
+                        absl::Span<const BatchToken> batch) {
+  if (absl::Status s = CheckLayoutFitsModel(c, layout); !s.ok()) return s;
   std::map<const kv::BlockTable*, int64_t> last_position;
   for (const BatchToken& t : batch) {
     if (t.token < 0 || t.token >= c.vocab_size) {

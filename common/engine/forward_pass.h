@@ -42,6 +42,9 @@ class ForwardPass {
   virtual const model::ModelConfig& config() const = 0;
 };
 
+// OK when a pool of `layout` can hold this model's K/V (layers, kv heads, head_dim agree).
+absl::Status CheckLayoutFitsModel(const model::ModelConfig& config, const kv::KvLayout& layout);
+
 // OK when every token of `batch` is in the vocabulary and the context, has a block table with
 // room for its position, and each sequence's positions are consecutive; and the pool's layout
 // fits the model. The errors name the offending value.

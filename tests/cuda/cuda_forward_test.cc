@@ -502,7 +502,9 @@ TEST(CudaForwardSmolLm2Test, Bf16PathFollowsTheCpu) {
   std::printf("[ info ] SmolLM2 bf16: max |CUDA - CPU| prefill logit %.4f; %zu of %zu greedy "
               "tokens equal the CPU's\n", diff, same, n_new);
   EXPECT_LT(diff, kSmolLm2LogitTolerance);
-  if (same < n_new) EXPECT_LT(want.gaps[same], 2 * kSmolLm2LogitTolerance);
+  if (same < n_new) {
+    EXPECT_LT(want.gaps[same], 2 * kSmolLm2LogitTolerance);
+  }
 }
 
 TEST(CudaForwardTest, NeedsAPoolInDeviceMemory) {

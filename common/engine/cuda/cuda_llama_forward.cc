@@ -100,13 +100,8 @@ absl::StatusOr<std::unique_ptr<CudaLlamaForward>> CudaLlamaForward::Create(
     return absl::FailedPreconditionError(
         "the CUDA forward pass needs a KV block pool in device memory");
   }
-  const model::ModelConfig& c = weights.config;
-  const kv::KvLayout& layout = pool.layout();
-  if (layout.n_layers != c.n_layers || layout.n_kv_heads != c.n_kv_heads ||
-      layout.head_dim != c.head_dim) {
-    return absl::FailedPreconditionError("KV pool layout does not match the model");
-  }
-  std::unique_ptr<CudaLlamaForward> forward(new CudaLlamaForward(c, pool));
+  if (absl::Status s = CheckLayoutFitsModel(weights.config, pool.layout()); !s.ok()) return s;
+  std::unique_ptr<CudaLlamaForward> forward(new CudaLlamaForward(weights.config, pool));
   forward->use_graphs_ = cuda_graphs;
   absl::StatusOr<CudaModelWeights> uploaded = UploadWeights(weights, dtype);
   if (!uploaded.ok()) return uploaded.status();
@@ -140,7 +135,8 @@ absl::StatusOr<std::unique_ptr<CudaLlamaForward>> CudaLlamaForward::Create(
   return forward;
 }
 
-absl::Status CudaLlamaForward::ReserveActivations(int64_t n, size_t attention_workspace_bytes) {
+absl::Status CudaLlamaForward::ReserveBatchBuffers(int64_t n, size_t attention_workspace_bytes,
+                                                  size_t metadata_bytes) {
   const model::ModelConfig& c = config_;
   const size_t rows = static_cast<size_t>(n);
   const size_t es = weights_.matrix_dtype == ActDtype::kF32 ? 4 : 2;
@@ -161,6 +157,7 @@ absl::Status CudaLlamaForward::ReserveActivations(int64_t n, size_t attention_wo
       {&wanted_, rows * c.dim * es, "final-normed rows"},
       {&logits_, rows * c.vocab_size * 4, "logits"},
       {&attention_workspace_, attention_workspace_bytes, "the attention workspace"},
+      {&metadata_, metadata_bytes, "batch metadata"},
   };
   const void* old_workspace = attention_workspace_.get();
   bool moved = false;
@@ -267,14 +264,11 @@ absl::StatusOr<std::vector<float>> CudaLlamaForward::Forward(absl::Span<const Ba
   if (absl::Status s = CheckBatch(config_, pool_.layout(), batch); !s.ok()) return s;
   if (batch.empty()) return std::vector<float>();
   const Plan plan = PlanBatch(batch);
-  if (absl::Status s = ReserveActivations(plan.n, plan.decode_plan.workspace_bytes); !s.ok()) {
+  if (absl::Status s =
+          ReserveBatchBuffers(plan.n, plan.decode_plan.workspace_bytes, plan.host.size());
+      !s.ok()) {
     return s;
   }
-  const void* old_metadata = metadata_.get();
-  const size_t meta_bytes =
-      metadata_.size() >= plan.host.size() ? plan.host.size() : 2 * plan.host.size();
-  if (absl::Status s = metadata_.Reserve(meta_bytes, "batch metadata"); !s.ok()) return s;
-  if (metadata_.get() != old_metadata) DropGraphs();
 
   std::vector<float> logits(static_cast<size_t>(plan.n_want) * config_.vocab_size);
   absl::Status status = [&]() -> absl::Status {

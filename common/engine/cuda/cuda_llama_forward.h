@@ -66,8 +66,10 @@ class CudaLlamaForward final : public ForwardPass {
   CudaLlamaForward(const model::ModelConfig& config, kv::KvBlockPool& pool);
   // Rows, attention launches and metadata for a checked, non-empty batch.
   Plan PlanBatch(absl::Span<const BatchToken> batch) const;
-  // Device buffers for a batch of n tokens (and the decode attention's workspace).
-  absl::Status ReserveActivations(int64_t n, size_t attention_workspace_bytes);
+  // Device buffers for a batch of n tokens, the decode attention's workspace and the batch
+  // metadata; a buffer that moves drops the graphs that point into it.
+  absl::Status ReserveBatchBuffers(int64_t n, size_t attention_workspace_bytes,
+                                   size_t metadata_bytes);
   // The device work of a planned batch, from the embedding lookup to the logits in logits_;
   // the metadata must be on the device already. Only queues work (capturable).
   absl::Status Compute(const Plan& plan);
