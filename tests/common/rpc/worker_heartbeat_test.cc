@@ -162,6 +162,9 @@ TEST(WorkerHeartbeatTest, RegistersAgainWhenTheRouterForgetsTheWorker) {
   registry.ForgetOnce();
   ASSERT_TRUE(WaitFor([&] { return registry.n_registers() >= 2; }));
   EXPECT_EQ(registry.n_registers_at_forget(), 1);  // the re-registration came after the answer
+  // The worker counts a registration once the router's answer reaches it, after the router
+  // has counted it.
+  ASSERT_TRUE(WaitFor([&] { return heartbeat.n_registrations() >= 2; }));
   EXPECT_EQ(heartbeat.n_registrations(), 2);
   // And it goes back to heartbeating.
   const int heartbeats = registry.n_heartbeats();
