@@ -1,32 +1,31 @@
 // pdserve-decode-worker: receives prompts' KV from prefill workers and decodes them with
-// continuous batching (DecodeWorker.Decode, KvReceiver.PushKv). Registers with the router and
-// heartbeats its load when --router is given.
+// continuous batching (DecodeWorker.Decode, KvReceiver.PushKv). With --router, registers with the
+// router and heartbeats its load. Prints "listening on HOST:PORT" to stderr once serving;
+// SIGINT/SIGTERM shut it down (exit 0).
 
-#include <csignal>
-#include <filesystem>
+#include <chrono>
 #include <iostream>
 #include <memory>
-#include <optional>
 #include <string>
-
-#include <pthread.h>
 
 #include "absl/strings/str_cat.h"
 #include "cli/arg_parser.h"
 #include "cli/engine_flags.h"
+#include "cli/worker_flags.h"
 #include "common/engine/engine.h"
-#include "common/rpc/proto_convert.h"
+#include "common/rpc/server_process.h"
 #include "common/rpc/worker_heartbeat.h"
 #include "decode_node/decode_scheduler.h"
 #include "decode_node/decode_service.h"
-#include "grpcpp/ext/proto_server_reflection_plugin.h"
-#include "grpcpp/grpcpp.h"
-#include "grpcpp/health_check_service_interface.h"
 
 namespace pdserve::decode {
 namespace {
 
 constexpr char kProgram[] = "pdserve-decode-worker";
+
+// A KvChunk carries a prefill chunk of whole blocks: an 8B LLaMA's bf16 block of 16 tokens is
+// 2 MiB, so a chunk of them passes gRPC's 4 MiB default.
+constexpr int kMaxKvMessageBytes = 256 << 20;
 
 int Fail(const std::string& message, int code) {
   std::cerr << kProgram << ": " << message << "\n";
@@ -34,19 +33,11 @@ int Fail(const std::string& message, int code) {
 }
 
 int Run(int argc, char** argv) {
-  // Every thread started from here on inherits the blocked set; main waits for them below.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const rpc::ShutdownSignals signals;  // before any thread starts
 
   cli::ArgParser parser;
   cli::AddEngineFlags(parser);
-  parser.AddString("listen", "HOST:PORT to serve on; port 0 picks one (default 127.0.0.1:0)");
-  parser.AddString("router", "HOST:PORT of the router to register with (optional)");
-  parser.AddString("worker-id", "this worker's id (default decode-<port>)");
-  parser.AddString("advertise", "HOST:PORT the router gives out (default the listen address)");
+  cli::AddWorkerServingFlags(parser);
   parser.AddString("kv-pool-tokens", "tokens the KV pool holds (default 8192)");
   parser.AddString("max-batch", "most sequences in one decode step (default 32)");
   parser.AddString("kv-timeout-ms", "longest wait for a sequence's KV (default 60000)");
@@ -60,6 +51,8 @@ int Run(int argc, char** argv) {
   }
   absl::StatusOr<engine::EngineOptions> options = cli::EngineOptionsFromFlags(parser);
   if (!options.ok()) return Fail(std::string(options.status().message()), 2);
+  absl::StatusOr<cli::WorkerServingFlags> serving = cli::WorkerServingFlagsFrom(parser);
+  if (!serving.ok()) return Fail(std::string(serving.status().message()), 2);
   absl::StatusOr<int64_t> pool_tokens = parser.GetInt("kv-pool-tokens", 8192);
   absl::StatusOr<int64_t> max_batch = parser.GetInt("max-batch", 32);
   absl::StatusOr<int64_t> kv_timeout_ms = parser.GetInt("kv-timeout-ms", 60000);
@@ -85,46 +78,20 @@ int Run(int argc, char** argv) {
   DecodeWorkerService decode_service(scheduler, service_options);
   KvReceiverService kv_service(scheduler);
 
-  const std::string listen = parser.GetString("listen", "127.0.0.1:0");
-  const size_t colon = listen.rfind(':');
-  if (colon == std::string::npos) return Fail("--listen must be HOST:PORT, got " + listen, 2);
-  const std::string host = listen.substr(0, colon);
+  absl::StatusOr<std::unique_ptr<rpc::ServingServer>> server = rpc::ServingServer::Start(
+      {.listen = serving->listen.ToString(), .max_receive_message_bytes = kMaxKvMessageBytes},
+      {&decode_service, &kv_service});
+  if (!server.ok()) return Fail(std::string(server.status().message()), 1);
+  std::cerr << "listening on " << (*server)->bound().ToString() << std::endl;
 
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
-  builder.SetMaxReceiveMessageSize(256 << 20);
-  builder.RegisterService(&decode_service);
-  builder.RegisterService(&kv_service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) return Fail("cannot listen on " + listen, 1);
-  const std::string address = absl::StrCat(host, ":", port);
-  server->GetHealthCheckService()->SetServingStatus(true);
-  std::cerr << "listening on " << address << std::endl;
-
-  std::optional<rpc::WorkerHeartbeat> heartbeat;
-  if (parser.Has("router")) {
-    rpc::WorkerHeartbeatOptions hb;
-    hb.router_address = parser.GetString("router");
-    hb.worker_id = parser.GetString("worker-id", absl::StrCat("decode-", port));
-    hb.role = v1::WORKER_ROLE_DECODE;
-    hb.advertised_address = parser.GetString("advertise", address);
-    hb.kv_layout = rpc::KvLayoutToProto((*engine)->kv_pool().layout());
-    hb.model_name = std::filesystem::path(options->model_path).filename().string();
-    heartbeat.emplace(hb, [&scheduler] { return WorkerLoadToProto(scheduler.Load()); });
-    if (absl::Status s = heartbeat->Start(); !s.ok()) {
-      std::cerr << kProgram << ": " << s.message() << " (still trying in the background)\n";
-    }
-  }
-
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
-  std::cerr << kProgram << ": signal " << signal_number << ", shutting down\n";
-  if (heartbeat) heartbeat->Stop();
-  server->GetHealthCheckService()->SetServingStatus(false);
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  std::unique_ptr<rpc::WorkerHeartbeat> heartbeat = cli::MakeWorkerHeartbeat(
+      *serving, **server, v1::WORKER_ROLE_DECODE, (*engine)->kv_pool().layout(),
+      options->model_path, [&scheduler] { return WorkerLoadToProto(scheduler.Load()); });
+  const int signal_number = rpc::WaitForShutdownWhileRegistering(signals, heartbeat.get(), kProgram);
+  std::cerr << kProgram << ": signal " << signal_number << ", shutting down" << std::endl;
+  // In-flight calls get two seconds to finish, then are cancelled.
+  (*server)->Shutdown(std::chrono::seconds(2));
+  (*server)->Wait();
   return 0;
 }
 

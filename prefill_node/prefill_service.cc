@@ -39,4 +39,13 @@ grpc::Status PrefillService::Prefill(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+v1::WorkerLoad WorkerLoadToProto(const PrefillLoad& load) {
+  v1::WorkerLoad out;
+  out.set_queue_length(load.queue_length);
+  out.set_active_sequences(load.active_sequences);
+  out.set_free_kv_blocks(load.free_kv_blocks);
+  out.set_total_kv_blocks(load.total_kv_blocks);
+  return out;
+}
+
 }  // namespace pdserve::prefill

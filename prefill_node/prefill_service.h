@@ -4,6 +4,7 @@
 
 #include "grpcpp/server_context.h"
 #include "prefill_node/prefill_scheduler.h"
+#include "common.pb.h"
 #include "worker.grpc.pb.h"
 
 namespace pdserve::prefill {
@@ -22,5 +23,8 @@ class PrefillService final : public v1::PrefillWorker::Service {
   PrefillScheduler& scheduler_;
   const bool log_requests_;
 };
+
+// The load a prefill worker reports with each heartbeat.
+v1::WorkerLoad WorkerLoadToProto(const PrefillLoad& load);
 
 }  // namespace pdserve::prefill

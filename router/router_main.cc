@@ -1,8 +1,6 @@
 // pdserve-router: the cluster's front door. Serves Router (the public API) and WorkerRegistry
 // (workers register and heartbeat) on one port, with gRPC health checking and reflection.
 
-#include <signal.h>
-
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -10,9 +8,7 @@
 
 #include "absl/time/clock.h"
 #include "cli/arg_parser.h"
-#include "grpcpp/ext/proto_server_reflection_plugin.h"
-#include "grpcpp/grpcpp.h"
-#include "grpcpp/health_check_service_interface.h"
+#include "common/rpc/server_process.h"
 #include "router/registry_service.h"
 #include "router/router_model.h"
 #include "router/router_service.h"
@@ -30,6 +26,8 @@ int Fail(const std::string& message) {
 
 int main(int argc, char** argv) {
   using namespace pdserve;
+  const rpc::ShutdownSignals signals;  // before any thread starts
+
   cli::ArgParser parser;
   parser.AddString("listen", "HOST:PORT to serve on (port 0: pick one; default 127.0.0.1:0)");
   parser.AddString("model", "model file (GGUF, or a llama2.c .bin): only its tokenizer, chat "
@@ -67,13 +65,6 @@ int main(int argc, char** argv) {
       router::LoadRouterModel(parser.GetString("model"), parser.GetString("tokenizer"));
   if (!model.ok()) return Fail(std::string(model.status().message()));
 
-  // Signals are taken by sigwait below, not by whichever thread gRPC happens to run.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
   const router::Clock clock = [] { return absl::Now(); };
   router::WorkerRegistry registry(absl::Milliseconds(*timeout_ms), clock);
   router::RouterStats stats(clock);
@@ -82,26 +73,15 @@ int main(int argc, char** argv) {
   router::RouterService router_service(*model, registry, stats, clock, options);
   router::RegistryService registry_service(registry, static_cast<int>(*interval_ms));
 
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  const std::string listen = parser.GetString("listen", "127.0.0.1:0");
-  int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&router_service);
-  builder.RegisterService(&registry_service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) return Fail("cannot listen on " + listen);
-  server->GetHealthCheckService()->SetServingStatus(true);
-  const std::string host = listen.substr(0, listen.rfind(':'));
-  std::fprintf(stderr, "listening on %s:%d\n", host.c_str(), port);
+  absl::StatusOr<std::unique_ptr<rpc::ServingServer>> server = rpc::ServingServer::Start(
+      {.listen = parser.GetString("listen", "127.0.0.1:0")}, {&router_service, &registry_service});
+  if (!server.ok()) return Fail(std::string(server.status().message()));
+  std::fprintf(stderr, "listening on %s\n", (*server)->bound().ToString().c_str());
   std::fflush(stderr);
 
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  const int signal_number = signals.Wait();
   std::fprintf(stderr, "pdserve-router: signal %d, shutting down\n", signal_number);
-  server->GetHealthCheckService()->SetServingStatus(false);
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  server->Wait();
+  (*server)->Shutdown(std::chrono::seconds(2));
+  (*server)->Wait();
   return 0;
 }

@@ -1,6 +1,8 @@
 #include "common/rpc/worker_heartbeat.h"
 
 #include <algorithm>
+#include <future>
+#include <iostream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -143,6 +145,31 @@ void WorkerHeartbeat::Loop() {
       registered_ = false;
     }
   }
+}
+
+int WaitForShutdownWhileRegistering(const ShutdownSignals& signals, WorkerHeartbeat* heartbeat,
+                                    const std::string& program) {
+  std::future<absl::Status> registration;
+  if (heartbeat != nullptr) {
+    registration = std::async(std::launch::async, [heartbeat] { return heartbeat->Start(); });
+  }
+  const int signal_number = signals.Wait([&] {
+    if (!registration.valid() ||
+        registration.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+      return;
+    }
+    const WorkerHeartbeatOptions& options = heartbeat->options();
+    if (absl::Status s = registration.get(); s.ok()) {
+      std::cerr << "registered with the router at " << options.router_address << " as "
+                << options.worker_id << " (" << options.advertised_address << ")" << std::endl;
+    } else {
+      std::cerr << program << ": " << s.message() << " (still trying in the background)"
+                << std::endl;
+    }
+  });
+  if (heartbeat != nullptr) heartbeat->Stop();  // also ends a registration still in progress
+  if (registration.valid()) registration.wait();
+  return signal_number;
 }
 
 }  // namespace pdserve::rpc

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "absl/status/status.h"
+#include "common/rpc/server_process.h"
 #include "common.pb.h"
 #include "router.pb.h"
 #include "worker.grpc.pb.h"
@@ -54,6 +55,7 @@ class WorkerHeartbeat {
   // Ends the thread promptly (an RPC in flight is cancelled). Idempotent.
   void Stop();
 
+  const WorkerHeartbeatOptions& options() const { return options_; }
   bool registered() const { return registered_.load(); }
   int64_t n_registrations() const { return n_registrations_.load(); }  // accepted ones
   int64_t n_heartbeats() const { return n_heartbeats_.load(); }        // answered ones
@@ -87,5 +89,14 @@ class WorkerHeartbeat {
   std::atomic<int64_t> n_registrations_{0};
   std::atomic<int64_t> n_heartbeats_{0};
 };
+
+// A worker's main thread from "listening" to shutdown: waits for SIGINT/SIGTERM while
+// `heartbeat` (null: no router) registers beside the wait, so that a signal during registration
+// still stops the worker at once. Logs to stderr when the router accepts the worker; a
+// registration that times out is logged (prefixed with `program`) and keeps trying in the
+// background, as after a router restart: a worker started before its router joins when the
+// router comes up. Stops the heartbeat before it returns the signal's number.
+int WaitForShutdownWhileRegistering(const ShutdownSignals& signals, WorkerHeartbeat* heartbeat,
+                                    const std::string& program);
 
 }  // namespace pdserve::rpc

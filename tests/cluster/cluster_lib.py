@@ -1,6 +1,8 @@
-"""Helpers for the cluster tests: gRPC stubs generated from proto/ at run time, free ports, cluster
-configs written to a temp dir, deploy/launch.sh, and pdserve-generate as the reference.
+"""Helpers for the cluster tests: gRPC stubs generated from proto/ at run time, cluster configs
+written to a temp dir, deploy/launch.sh, and pdserve-generate as the reference.
 
+Where things are (root_dir, build_dir, shared_dir, binary), free_ports and the SmolLM2 download
+come from tests/python/pdserve_testlib.py and are re-exported here for the cluster tests.
 ctest sets PDSERVE_ROOT, PDSERVE_BUILD_DIR and PDSERVE_SHARED_DIR. A missing binary or model is
 a failure with a message, never a skip.
 """
@@ -20,6 +22,10 @@ import tempfile
 import time
 
 _THIS_DIR = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(_THIS_DIR.parent / "python"))
+from pdserve_testlib import (binary, build_dir, free_ports, root_dir, run_binary,  # noqa: E402,F401
+                             shared_dir)
+from pdserve_testlib import fetch_smollm2 as run_fetch_model  # noqa: E402,F401
 
 ROUTER_BIN = "router/pdserve-router"
 PREFILL_BIN = "prefill_node/pdserve-prefill-worker"
@@ -28,33 +34,14 @@ CLIENT_BIN = "cli/pdserve-client"
 GENERATE_BIN = "cli/pdserve-generate"
 
 
-def root_dir() -> pathlib.Path:
-    return pathlib.Path(os.environ.get("PDSERVE_ROOT") or _THIS_DIR.parent.parent)
-
-
-def build_dir() -> pathlib.Path:
-    return pathlib.Path(os.environ.get("PDSERVE_BUILD_DIR") or root_dir() / "build")
-
-
-def shared_dir() -> pathlib.Path:
-    return pathlib.Path(os.environ.get("PDSERVE_SHARED_DIR") or root_dir().parent / "shared")
-
-
-def binary(relative: str, build: pathlib.Path | None = None) -> pathlib.Path:
-    path = (build or build_dir()) / relative
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        raise AssertionError(f"{path} does not exist or is not executable: build it first "
-                             f"(PDSERVE_BUILD_DIR={build or build_dir()})")
-    return path
-
-
 def require_cluster_binaries() -> None:
     """Fails, naming every missing one, unless the router, both workers and the client exist."""
     missing = []
     for rel in (ROUTER_BIN, PREFILL_BIN, DECODE_BIN, CLIENT_BIN, GENERATE_BIN):
-        path = build_dir() / rel
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            missing.append(str(path))
+        try:
+            binary(rel)
+        except AssertionError:
+            missing.append(str(build_dir() / rel))
     if missing:
         raise AssertionError("the cluster tests need these binaries, which are missing: "
                              + ", ".join(missing))
@@ -77,21 +64,6 @@ def stubs():
     sys.path.insert(0, out)
     import common_pb2, router_pb2, router_pb2_grpc  # noqa: E401
     return router_pb2, router_pb2_grpc, common_pb2
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct ports free right now on 127.0.0.1."""
-    socks, ports = [], []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
 
 
 def write_config(directory: pathlib.Path, name: str, model: pathlib.Path, n_prefill: int,
@@ -198,11 +170,7 @@ def generate_reference(model: pathlib.Path, prompt: str, max_tokens: int, chat: 
     """The text pdserve-generate writes for this request in one process."""
     args = [binary(GENERATE_BIN), "--model", model, "--prompt", prompt,
             "--max-tokens", max_tokens] + (["--chat"] if chat else []) + (extra or [])
-    result = subprocess.run([str(a) for a in args], capture_output=True, text=True,
-                            timeout=timeout_s)
-    if result.returncode != 0:
-        raise AssertionError(f"pdserve-generate failed: {result.stderr}")
-    return result.stdout
+    return run_binary(args, timeout_s).stdout
 
 
 def client(router: str, args: list, timeout_s: float = 120.0,
@@ -213,14 +181,3 @@ def client(router: str, args: list, timeout_s: float = 120.0,
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired as e:
         raise AssertionError(f"pdserve-client timed out after {timeout_s} s: {e.stderr}")
-
-
-def run_fetch_model() -> pathlib.Path:
-    """SmolLM2 via deploy/fetch-model.sh (the `smollm2` ctest fixture has fetched it already)."""
-    script = root_dir() / "deploy" / "fetch-model.sh"
-    result = subprocess.run([str(script)], capture_output=True, text=True, timeout=600)
-    if result.returncode != 0:
-        raise AssertionError(f"deploy/fetch-model.sh failed: {result.stderr}")
-    path = pathlib.Path(result.stdout.strip().splitlines()[-1])
-    assert path.is_file(), f"fetch-model.sh printed {path}, which is not a file"
-    return path

@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "tests/decode_node/decode_test_support.h"
+#include "tests/support/stories_engine.h"
 #include "xxhash.h"
 
 namespace pdserve::decode {
@@ -20,7 +21,7 @@ class DecodeSchedulerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     // 64 tokens: 4 blocks of 16.
-    engine_ = testing::LoadEngine(64);
+    engine_ = test_support::LoadStoriesEngine(64);
     ASSERT_NE(engine_, nullptr);
     ASSERT_EQ(engine_->kv_pool().n_total(), 4);
     scheduler_ = std::make_unique<DecodeScheduler>(

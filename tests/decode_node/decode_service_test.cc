@@ -19,6 +19,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "tests/decode_node/decode_test_support.h"
+#include "tests/support/stories_engine.h"
 
 namespace pdserve::decode {
 namespace {
@@ -45,8 +46,8 @@ sampling::SamplingParams Seeded(uint64_t seed) {
 class DecodeServiceTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    prefill_engine_ = testing::LoadEngine(0).release();
-    worker_engine_ = testing::LoadEngine(8192).release();
+    prefill_engine_ = test_support::LoadStoriesEngine(0).release();
+    worker_engine_ = test_support::LoadStoriesEngine(8192).release();
   }
   static void TearDownTestSuite() {
     delete prefill_engine_;

@@ -7,17 +7,6 @@
 
 namespace pdserve::decode::testing {
 
-std::string ModelPath() { return std::string(PDSERVE_SHARED_DIR) + "/models/stories260K.gguf"; }
-
-std::unique_ptr<engine::Engine> LoadEngine(int64_t kv_pool_tokens) {
-  engine::EngineOptions options;
-  options.model_path = ModelPath();
-  options.kv_pool_tokens = kv_pool_tokens;
-  absl::StatusOr<std::unique_ptr<engine::Engine>> engine = engine::Engine::Load(options);
-  EXPECT_TRUE(engine.ok()) << engine.status();
-  return engine.ok() ? *std::move(engine) : nullptr;
-}
-
 LocalPrefill PrefillLocally(engine::Engine& engine, const std::vector<int32_t>& prompt,
                             const sampling::SamplingParams& params) {
   LocalPrefill out;

@@ -17,12 +17,6 @@
 
 namespace pdserve::decode::testing {
 
-std::string ModelPath();  // stories260K.gguf in ../shared/models
-
-// Loads stories260K with the given KV pool size (tokens; 0 = one context). Fails the test on
-// error (returns null).
-std::unique_ptr<engine::Engine> LoadEngine(int64_t kv_pool_tokens);
-
 // The prompt's KV as a prefill worker would ship it.
 struct LocalPrefill {
   std::vector<std::string> blocks;  // ceil(n_prompt / block_size) blocks of BlockBytes() each

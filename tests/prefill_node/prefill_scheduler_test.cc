@@ -15,32 +15,16 @@
 
 #include "common/engine/engine.h"
 #include "gtest/gtest.h"
+#include "tests/support/stories_engine.h"
+#include "tests/support/wait_for.h"
 
 namespace pdserve::prefill {
 namespace {
 
+using test_support::WaitFor;
+
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
-
-std::unique_ptr<engine::Engine> LoadStories(int64_t pool_tokens) {
-  engine::EngineOptions options;
-  options.model_path = std::string(PDSERVE_SHARED_DIR) + "/models/stories260K.gguf";
-  options.kv_block_size = 16;
-  options.kv_pool_tokens = pool_tokens;
-  absl::StatusOr<std::unique_ptr<engine::Engine>> engine = engine::Engine::Load(options);
-  EXPECT_TRUE(engine.ok()) << engine.status();
-  return engine.ok() ? *std::move(engine) : nullptr;
-}
-
-template <typename F>
-bool WaitFor(F condition, milliseconds timeout = milliseconds(10000)) {
-  const auto end = Clock::now() + timeout;
-  while (Clock::now() < end) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(milliseconds(2));
-  }
-  return condition();
-}
 
 std::vector<int32_t> MakePrompt(int n) {
   std::vector<int32_t> ids;
@@ -119,7 +103,7 @@ PrefillJob Job(const std::string& id, int n_tokens) {
 }
 
 TEST(PrefillSchedulerTest, SinkErrorFailsTheRequestAndFreesItsBlocks) {
-  std::unique_ptr<engine::Engine> engine = LoadStories(0);
+  std::unique_ptr<engine::Engine> engine = test_support::LoadStoriesEngine(0);
   ASSERT_NE(engine, nullptr);
   FakeSinks sinks;
   sinks.fail_at_chunk = 1;
@@ -132,7 +116,7 @@ TEST(PrefillSchedulerTest, SinkErrorFailsTheRequestAndFreesItsBlocks) {
 }
 
 TEST(PrefillSchedulerTest, PromptLargerThanThePoolIsResourceExhausted) {
-  std::unique_ptr<engine::Engine> engine = LoadStories(64);  // 4 blocks
+  std::unique_ptr<engine::Engine> engine = test_support::LoadStoriesEngine(64);  // 4 blocks
   ASSERT_NE(engine, nullptr);
   FakeSinks sinks;
   PrefillScheduler scheduler(*engine, sinks, {});
@@ -144,7 +128,8 @@ TEST(PrefillSchedulerTest, PromptLargerThanThePoolIsResourceExhausted) {
 }
 
 TEST(PrefillSchedulerTest, ExecutorWaitsForBlocksHeldByAnotherRequest) {
-  std::unique_ptr<engine::Engine> engine = LoadStories(128);  // 8 blocks: one 100-token prompt
+  // 8 blocks: one 100-token prompt.
+  std::unique_ptr<engine::Engine> engine = test_support::LoadStoriesEngine(128);
   ASSERT_NE(engine, nullptr);
   FakeSinks sinks;
   sinks.hold_finish = true;
@@ -169,7 +154,7 @@ TEST(PrefillSchedulerTest, ExecutorWaitsForBlocksHeldByAnotherRequest) {
 }
 
 TEST(PrefillSchedulerTest, CancelledCallerStopsItsRunningRequest) {
-  std::unique_ptr<engine::Engine> engine = LoadStories(0);
+  std::unique_ptr<engine::Engine> engine = test_support::LoadStoriesEngine(0);
   ASSERT_NE(engine, nullptr);
   FakeSinks sinks;
   sinks.hold_finish = true;
@@ -190,7 +175,7 @@ TEST(PrefillSchedulerTest, CancelledCallerStopsItsRunningRequest) {
 }
 
 TEST(PrefillSchedulerTest, ShutdownFailsQueuedRequestsWithUnavailable) {
-  std::unique_ptr<engine::Engine> engine = LoadStories(0);
+  std::unique_ptr<engine::Engine> engine = test_support::LoadStoriesEngine(0);
   ASSERT_NE(engine, nullptr);
   FakeSinks sinks;
   sinks.hold_finish = true;

@@ -27,36 +27,18 @@
 #include "prefill_node/grpc_kv_sink.h"
 #include "prefill_node/prefill_scheduler.h"
 #include "prefill_node/prefill_service.h"
+#include "tests/support/stories_engine.h"
+#include "tests/support/wait_for.h"
 #include "worker.grpc.pb.h"
 #include "xxhash.h"
 
 namespace pdserve::prefill {
 namespace {
 
+using test_support::WaitFor;
+
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
-
-std::string StoriesPath() { return std::string(PDSERVE_SHARED_DIR) + "/models/stories260K.gguf"; }
-
-std::unique_ptr<engine::Engine> LoadStories() {
-  engine::EngineOptions options;
-  options.model_path = StoriesPath();
-  options.n_threads = 1;
-  options.kv_block_size = 16;
-  absl::StatusOr<std::unique_ptr<engine::Engine>> engine = engine::Engine::Load(options);
-  EXPECT_TRUE(engine.ok()) << engine.status();
-  return engine.ok() ? *std::move(engine) : nullptr;
-}
-
-template <typename F>
-bool WaitFor(F condition, milliseconds timeout = milliseconds(10000)) {
-  const auto end = Clock::now() + timeout;
-  while (Clock::now() < end) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(milliseconds(2));
-  }
-  return condition();
-}
 
 // Prompt ids in [1, vocab) that look nothing like a real text but are deterministic.
 std::vector<int32_t> MakePrompt(int n, int vocab, int salt = 0) {
@@ -151,8 +133,8 @@ std::unique_ptr<grpc::Server> StartServer(grpc::Service* service, int* port) {
 class PrefillWorkerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    worker_engine_ = LoadStories().release();
-    reference_engine_ = LoadStories().release();
+    worker_engine_ = test_support::LoadStoriesEngine(0).release();
+    reference_engine_ = test_support::LoadStoriesEngine(0).release();
   }
   static void TearDownTestSuite() {
     delete worker_engine_;

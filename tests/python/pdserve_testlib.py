@@ -12,9 +12,13 @@ import importlib.util
 import itertools
 import os
 import pathlib
+import re
+import signal
+import socket
 import struct
 import subprocess
 import sys
+import threading
 import types
 
 import numpy as np
@@ -42,12 +46,14 @@ def shared_file(relative: str) -> pathlib.Path:
     return path
 
 
-def binary(relative: str) -> pathlib.Path:
-    """A built binary, e.g. 'tests/engine/pdserve-logits'; fails when it was not built."""
-    path = build_dir() / relative
+def binary(relative: str, build: pathlib.Path | None = None) -> pathlib.Path:
+    """A built binary, e.g. 'tests/engine/pdserve-logits', under `build` (default build_dir();
+    a test may assemble its own, e.g. with stand-ins); fails when it is not there."""
+    build = pathlib.Path(build) if build is not None else build_dir()
+    path = build / relative
     if not (path.is_file() and os.access(path, os.X_OK)):
         raise AssertionError(f"{path} does not exist or is not executable: build it first "
-                             f"(PDSERVE_BUILD_DIR={build_dir()})")
+                             f"(PDSERVE_BUILD_DIR={build})")
     return path
 
 
@@ -63,6 +69,95 @@ def run_binary(args: list, timeout_s: float = 60.0) -> subprocess.CompletedProce
         raise AssertionError(f"exit status {result.returncode}: {' '.join(args)}\n"
                              f"stdout: {result.stdout}\nstderr: {result.stderr}")
     return result
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct ports free right now on 127.0.0.1 (all bound at once, so no two are equal)."""
+    socks, ports = [], []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+class ServerProcess:
+    """A server binary (router, prefill or decode worker) as a child process.
+
+    Our servers print "listening on HOST:PORT" to stderr once they serve; the constructor waits
+    for that line, so .address is usable at once. A thread keeps reading stderr into
+    .stderr_lines (the pipe never fills up, and a failing test can show the log). stop() sends
+    SIGTERM and returns the exit status; a server must exit 0 on it. Usable as a context manager,
+    which stops the process in any case."""
+
+    def __init__(self, binary_path, *args, ready_timeout_s: float = 60.0):
+        self.args = [str(binary_path), *map(str, args)]
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        self.stderr_lines: list[str] = []
+        self.address: str | None = None
+        self._ready = threading.Event()
+        threading.Thread(target=self._pump, daemon=True).start()
+        if not self._ready.wait(ready_timeout_s) or self.address is None:
+            self.kill()
+            raise AssertionError(f"no 'listening on' line from {' '.join(self.args)} "
+                                 f"(exit status {self.proc.returncode}):\n{self.log()}")
+
+    def _pump(self) -> None:
+        for raw in self.proc.stderr:
+            line = raw.decode(errors="replace")
+            self.stderr_lines.append(line)
+            m = re.match(r"listening on (\S+)", line)
+            if m and self.address is None:
+                self.address = m.group(1)
+                self._ready.set()
+        self._ready.set()  # EOF: it exited without listening
+
+    def log(self) -> str:
+        return "".join(self.stderr_lines)
+
+    def stop(self, timeout_s: float = 15.0) -> int:
+        """SIGTERM, then the exit status; fails (after a SIGKILL) if it does not exit in time."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"{self.args[0]} ignored SIGTERM for {timeout_s} s:\n"
+                                 f"{self.log()}") from None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def __enter__(self) -> "ServerProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.kill()
+
+
+def assert_exit_status(args: list, status: int, message: str, timeout_s: float = 30.0) -> None:
+    """Runs a command that must fail: exit `status` with `message` in its stderr (e.g. a bad
+    flag: 2 and the flag's name). Still running after timeout_s (a server that took the flags
+    and serves) is a failure too."""
+    args = [str(a) for a in args]
+    try:
+        result = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"{' '.join(args)}: still running after {timeout_s} s, expected "
+                             f"exit status {status} with {message!r}:\n"
+                             f"{(e.stderr or b'').decode(errors='replace')}") from None
+    assert result.returncode == status and message in result.stderr, (
+        f"{' '.join(args)}: exit status {result.returncode}, expected {status} with "
+        f"{message!r} in stderr:\n{result.stderr}")
 
 
 def fetch_smollm2() -> pathlib.Path:

@@ -1,7 +1,11 @@
 #include "common/rpc/worker_heartbeat.h"
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -11,9 +15,12 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
+#include "tests/support/wait_for.h"
 
 namespace pdserve::rpc {
 namespace {
+
+using test_support::WaitFor;
 
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
@@ -88,17 +95,6 @@ std::unique_ptr<grpc::Server> StartServer(grpc::Service* service, int port, int*
                            bound_port);
   builder.RegisterService(service);
   return builder.BuildAndStart();
-}
-
-// Polls `condition` until it holds or `timeout` passes.
-template <typename F>
-bool WaitFor(F condition, milliseconds timeout = milliseconds(5000)) {
-  const auto end = Clock::now() + timeout;
-  while (Clock::now() < end) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(milliseconds(5));
-  }
-  return condition();
 }
 
 WorkerHeartbeatOptions OptionsFor(int port) {
@@ -244,6 +240,70 @@ TEST(WorkerHeartbeatTest, StopIsPromptEvenWithALongInterval) {
   EXPECT_LT(Clock::now() - start, milliseconds(500));
   heartbeat.Stop();  // idempotent
   server->Shutdown();
+}
+
+// Sends SIGTERM to `thread` once `ready` holds and then `settle` has passed (time for the
+// waiting thread's 100 ms poll to log what it saw).
+std::thread SignalWhen(pthread_t thread, std::function<bool()> ready, milliseconds settle) {
+  return std::thread([thread, ready = std::move(ready), settle] {
+    WaitFor(ready, milliseconds(10000));
+    std::this_thread::sleep_for(settle);
+    pthread_kill(thread, SIGTERM);
+  });
+}
+
+TEST(WaitForShutdownWhileRegisteringTest, LogsTheRegistrationAndStopsTheHeartbeatOnASignal) {
+  const ShutdownSignals signals;  // SIGTERM to this thread is now taken by Wait, not fatal
+  FakeRegistry registry(/*interval_ms=*/20);
+  int port = 0;
+  std::unique_ptr<grpc::Server> server = StartServer(&registry, 0, &port);
+  WorkerHeartbeat heartbeat(OptionsFor(port), [] { return LoadWithQueue(1); });
+  std::thread killer =
+      SignalWhen(pthread_self(), [&] { return heartbeat.registered(); }, milliseconds(1000));
+  testing::internal::CaptureStderr();
+  const int signal_number = WaitForShutdownWhileRegistering(signals, &heartbeat, "test-worker");
+  const std::string log = testing::internal::GetCapturedStderr();
+  killer.join();
+  EXPECT_EQ(signal_number, SIGTERM);
+  EXPECT_NE(log.find("registered with the router at 127.0.0.1:" + std::to_string(port) +
+                     " as prefill-test (127.0.0.1:4242)"),
+            std::string::npos)
+      << log;
+  // Stopped: no heartbeat after the return.
+  const int heartbeats = registry.n_heartbeats();
+  std::this_thread::sleep_for(milliseconds(100));
+  EXPECT_EQ(registry.n_heartbeats(), heartbeats);
+  server->Shutdown();
+}
+
+TEST(WaitForShutdownWhileRegisteringTest, ARouterThatIsNotUpIsLoggedAndTheWaitGoesOn) {
+  const ShutdownSignals signals;
+  FakeRegistry placeholder(20);
+  int port = 0;
+  StartServer(&placeholder, 0, &port)->Shutdown();  // a port nothing listens on
+  WorkerHeartbeatOptions options = OptionsFor(port);
+  options.register_timeout = milliseconds(200);
+  WorkerHeartbeat heartbeat(options, [] { return LoadWithQueue(0); });
+  std::thread killer = SignalWhen(pthread_self(), [] { return true; }, milliseconds(1500));
+  testing::internal::CaptureStderr();
+  const auto start = Clock::now();
+  const int signal_number = WaitForShutdownWhileRegistering(signals, &heartbeat, "test-worker");
+  const auto waited = Clock::now() - start;
+  const std::string log = testing::internal::GetCapturedStderr();
+  killer.join();
+  EXPECT_EQ(signal_number, SIGTERM);
+  EXPECT_GE(waited, milliseconds(1000));  // the failed registration did not end the wait
+  EXPECT_NE(log.find("test-worker: worker prefill-test could not register"), std::string::npos)
+      << log;
+  EXPECT_NE(log.find("(still trying in the background)"), std::string::npos) << log;
+  EXPECT_FALSE(heartbeat.registered());
+}
+
+TEST(WaitForShutdownWhileRegisteringTest, WithoutARouterItJustWaits) {
+  const ShutdownSignals signals;
+  std::thread killer = SignalWhen(pthread_self(), [] { return true; }, milliseconds(200));
+  EXPECT_EQ(WaitForShutdownWhileRegistering(signals, nullptr, "test-worker"), SIGTERM);
+  killer.join();
 }
 
 }  // namespace
