@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli/arg_parser.h"
+#include "cli/generation_flags.h"
 #include "common/rpc/grpc_status.h"
 #include "grpcpp/grpcpp.h"
 #include "router.grpc.pb.h"
@@ -28,14 +29,7 @@ void AddClientFlags(ArgParser& parser) {
   parser.AddString("prompt", "the prompt text");
   parser.AddBool("chat", "send --prompt as the user's message (the router applies the chat template)");
   parser.AddString("system", "with --chat: the system message");
-  parser.AddString("max-tokens", "most tokens to generate, >= 1 (default 256)");
-  parser.AddBool("ignore-eos", "generate exactly --max-tokens, past end tokens (benchmarks)");
-  parser.AddString("temperature", "0 = greedy (default 0)");
-  parser.AddString("top-k", "keep the k most likely tokens; 0 = off (default 0)");
-  parser.AddString("top-p", "nucleus sampling threshold in (0, 1] (default 1)");
-  parser.AddString("repetition-penalty", "> 0; 1 = off (default 1)");
-  parser.AddString("seed", "random seed (default 0)");
-  parser.AddString("stop", "stop when this text is generated", /*repeatable=*/true);
+  AddGenerationFlags(parser);
   parser.AddString("request-id", "the request's id (default: the router assigns one)");
   parser.AddString("timeout-ms", "deadline of the call in ms (default 600000; 10000 for "
                                  "--stats and --list-workers)");
@@ -122,44 +116,20 @@ absl::StatusOr<v1::GenerateRequest> RequestFromFlags(const ArgParser& parser) {
     if (parser.Has("system")) return absl::InvalidArgumentError("--system needs --chat");
     request.set_text(prompt);
   }
-  absl::StatusOr<int64_t> max_tokens = parser.GetInt("max-tokens", 256);
-  if (!max_tokens.ok()) return max_tokens.status();
-  if (*max_tokens < -(int64_t{1} << 31) || *max_tokens >= (int64_t{1} << 31)) {
-    return absl::InvalidArgumentError(absl::StrCat("--max-tokens is out of range: ", *max_tokens));
-  }
-  request.set_max_tokens(static_cast<int32_t>(*max_tokens));
+  absl::StatusOr<GenerationFlags> flags = GenerationFlagsFrom(parser);
+  if (!flags.ok()) return flags.status();
+  request.set_max_tokens(static_cast<int32_t>(flags->max_tokens.value_or(kDefaultMaxTokens)));
   // Only the flags given are set: an absent field takes the router's default.
   v1::SamplingOptions* sampling = request.mutable_sampling();
-  if (parser.Has("temperature")) {
-    absl::StatusOr<double> v = parser.GetDouble("temperature", 0.0);
-    if (!v.ok()) return v.status();
-    sampling->set_temperature(static_cast<float>(*v));
+  if (flags->temperature) sampling->set_temperature(static_cast<float>(*flags->temperature));
+  if (flags->top_k) sampling->set_top_k(static_cast<int32_t>(*flags->top_k));
+  if (flags->top_p) sampling->set_top_p(static_cast<float>(*flags->top_p));
+  if (flags->repetition_penalty) {
+    sampling->set_repetition_penalty(static_cast<float>(*flags->repetition_penalty));
   }
-  if (parser.Has("top-k")) {
-    absl::StatusOr<int64_t> v = parser.GetInt("top-k", 0);
-    if (!v.ok()) return v.status();
-    if (*v < -(int64_t{1} << 31) || *v >= (int64_t{1} << 31)) {
-      return absl::InvalidArgumentError(absl::StrCat("--top-k is out of range: ", *v));
-    }
-    sampling->set_top_k(static_cast<int32_t>(*v));
-  }
-  if (parser.Has("top-p")) {
-    absl::StatusOr<double> v = parser.GetDouble("top-p", 1.0);
-    if (!v.ok()) return v.status();
-    sampling->set_top_p(static_cast<float>(*v));
-  }
-  if (parser.Has("repetition-penalty")) {
-    absl::StatusOr<double> v = parser.GetDouble("repetition-penalty", 1.0);
-    if (!v.ok()) return v.status();
-    sampling->set_repetition_penalty(static_cast<float>(*v));
-  }
-  if (parser.Has("seed")) {
-    absl::StatusOr<int64_t> v = parser.GetInt("seed", 0);
-    if (!v.ok()) return v.status();
-    sampling->set_seed(static_cast<uint64_t>(*v));
-  }
-  for (const std::string& stop : parser.GetAll("stop")) request.add_stop(stop);
-  request.set_ignore_eos(parser.GetBool("ignore-eos"));
+  if (flags->seed) sampling->set_seed(static_cast<uint64_t>(*flags->seed));
+  for (const std::string& stop : flags->stop) request.add_stop(stop);
+  request.set_ignore_eos(flags->ignore_eos);
   if (parser.Has("request-id")) request.set_request_id(parser.GetString("request-id"));
   return request;
 }

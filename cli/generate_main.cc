@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "cli/arg_parser.h"
 #include "cli/engine_flags.h"
+#include "cli/generation_flags.h"
 #include "common/engine/engine.h"
 #include "common/engine/generator.h"
 
@@ -19,27 +20,12 @@ absl::StatusOr<engine::GenerationRequest> RequestFromFlags(const ArgParser& pars
   absl::StatusOr<std::vector<int32_t>> ids = PromptIdsFromFlags(parser, engine);
   if (!ids.ok()) return ids.status();
   request.prompt_ids = *std::move(ids);
-  absl::StatusOr<int64_t> max_tokens = parser.GetInt("max-tokens", 256);
-  absl::StatusOr<double> temperature = parser.GetDouble("temperature", 0.0);
-  absl::StatusOr<int64_t> top_k = parser.GetInt("top-k", 0);
-  absl::StatusOr<double> top_p = parser.GetDouble("top-p", 1.0);
-  absl::StatusOr<double> penalty = parser.GetDouble("repetition-penalty", 1.0);
-  absl::StatusOr<int64_t> seed = parser.GetInt("seed", 0);
-  for (const absl::Status& s : {max_tokens.status(), temperature.status(), top_k.status(),
-                                top_p.status(), penalty.status(), seed.status()}) {
-    if (!s.ok()) return s;
-  }
-  if (*top_k < 0 || *top_k > (int64_t{1} << 30)) {
-    return absl::InvalidArgumentError(absl::StrFormat("top_k must be >= 0, got %d", *top_k));
-  }
-  request.max_new_tokens = *max_tokens;
-  request.sampling.temperature = static_cast<float>(*temperature);
-  request.sampling.top_k = static_cast<int>(*top_k);
-  request.sampling.top_p = static_cast<float>(*top_p);
-  request.sampling.repetition_penalty = static_cast<float>(*penalty);
-  request.sampling.seed = static_cast<uint64_t>(*seed);
-  request.stop_strings = parser.GetAll("stop");
-  request.ignore_eos = parser.GetBool("ignore-eos");
+  absl::StatusOr<GenerationFlags> flags = GenerationFlagsFrom(parser);
+  if (!flags.ok()) return flags.status();
+  request.max_new_tokens = flags->max_tokens.value_or(kDefaultMaxTokens);
+  request.sampling = SamplingParamsFrom(*flags);
+  request.stop_strings = flags->stop;
+  request.ignore_eos = flags->ignore_eos;
   request.use_kv_cache = !parser.GetBool("no-kv-cache");
   if (absl::Status s = engine::ValidateGenerationRequest(request, engine.config()); !s.ok()) {
     return s;
@@ -51,14 +37,7 @@ int Run(int argc, char** argv) {
   ArgParser parser;
   AddEngineFlags(parser);
   AddPromptFlags(parser);
-  parser.AddString("max-tokens", "most tokens to generate, >= 1 (default 256)");
-  parser.AddBool("ignore-eos", "generate exactly --max-tokens, past end tokens (benchmarks)");
-  parser.AddString("temperature", "0 = greedy (default 0)");
-  parser.AddString("top-k", "keep the k most likely tokens; 0 = off (default 0)");
-  parser.AddString("top-p", "nucleus sampling threshold in (0, 1] (default 1)");
-  parser.AddString("repetition-penalty", "> 0; 1 = off (default 1)");
-  parser.AddString("stop", "stop when this text is generated", /*repeatable=*/true);
-  parser.AddString("seed", "random seed (default 0)");
+  AddGenerationFlags(parser);
   parser.AddBool("no-kv-cache", "recompute the whole prefix at every step");
   parser.AddBool("help", "show this help");
   if (absl::Status s = parser.Parse(argc, argv); !s.ok()) {
