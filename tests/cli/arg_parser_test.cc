@@ -1,29 +1,29 @@
 #include "cli/arg_parser.h"
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/cli/parse_args.h"
 
 namespace pdserve::cli {
 namespace {
 
 // Parses `args` (without the program name) with the flags every case here declares.
-absl::Status ParseArgs(ArgParser& parser, std::vector<std::string> args) {
+absl::Status ParseWithTestFlags(ArgParser& parser, std::vector<std::string> args) {
   parser.AddString("model", "model file");
   parser.AddString("stop", "stop text", /*repeatable=*/true);
   parser.AddString("threads", "threads");
   parser.AddString("temperature", "temperature");
   parser.AddBool("chat", "chat form");
-  std::vector<char*> argv = {const_cast<char*>("prog")};
-  for (std::string& arg : args) argv.push_back(arg.data());
-  return parser.Parse(static_cast<int>(argv.size()), argv.data());
+  return ParseArgs(parser, std::move(args));
 }
 
 TEST(ArgParserTest, TakesSpacedAndInlineValuesBoolsAndRepeats) {
   ArgParser parser;
-  ASSERT_TRUE(ParseArgs(parser, {"--model", "m.gguf", "--threads=4", "--chat", "--stop", "a",
-                                 "--stop=b"})
+  ASSERT_TRUE(ParseWithTestFlags(
+                  parser, {"--model", "m.gguf", "--threads=4", "--chat", "--stop", "a", "--stop=b"})
                   .ok());
   EXPECT_EQ(parser.GetString("model"), "m.gguf");
   EXPECT_EQ(*parser.GetInt("threads", 1), 4);
@@ -36,7 +36,7 @@ TEST(ArgParserTest, TakesSpacedAndInlineValuesBoolsAndRepeats) {
 
 TEST(ArgParserTest, ExplicitBoolValues) {
   ArgParser parser;
-  ASSERT_TRUE(ParseArgs(parser, {"--chat=false"}).ok());
+  ASSERT_TRUE(ParseWithTestFlags(parser, {"--chat=false"}).ok());
   EXPECT_TRUE(parser.Has("chat"));
   EXPECT_FALSE(parser.GetBool("chat"));
 }
@@ -52,7 +52,7 @@ TEST(ArgParserTest, EveryMistakeIsAMessageNamingIt) {
   };
   for (const auto& [args, message] : cases) {
     ArgParser parser;
-    const absl::Status status = ParseArgs(parser, args);
+    const absl::Status status = ParseWithTestFlags(parser, args);
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << message;
     EXPECT_NE(status.message().find(message), std::string::npos) << status;
   }
@@ -60,7 +60,7 @@ TEST(ArgParserTest, EveryMistakeIsAMessageNamingIt) {
 
 TEST(ArgParserTest, NumbersAreCheckedWhenRead) {
   ArgParser parser;
-  ASSERT_TRUE(ParseArgs(parser, {"--threads", "four", "--temperature", "0.5x"}).ok());
+  ASSERT_TRUE(ParseWithTestFlags(parser, {"--threads", "four", "--temperature", "0.5x"}).ok());
   absl::StatusOr<int64_t> threads = parser.GetInt("threads", 1);
   EXPECT_EQ(threads.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(threads.status().message().find("--threads must be an integer, got 'four'"),
@@ -71,7 +71,7 @@ TEST(ArgParserTest, NumbersAreCheckedWhenRead) {
 
 TEST(ArgParserTest, UsageListsEveryFlagWithItsHelp) {
   ArgParser parser;
-  ASSERT_TRUE(ParseArgs(parser, {}).ok());
+  ASSERT_TRUE(ParseWithTestFlags(parser, {}).ok());
   const std::string usage = parser.Usage("prog");
   EXPECT_EQ(usage.rfind("usage: prog [flags]\n", 0), 0u);
   EXPECT_NE(usage.find("--model VALUE\n      model file"), std::string::npos) << usage;

@@ -1,9 +1,11 @@
 #include "cli/generation_flags.h"
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/cli/parse_args.h"
 
 namespace pdserve::cli {
 namespace {
@@ -11,11 +13,7 @@ namespace {
 absl::StatusOr<GenerationFlags> FlagsFrom(std::vector<std::string> args) {
   ArgParser parser;
   AddGenerationFlags(parser);
-  std::vector<char*> argv = {const_cast<char*>("prog")};
-  for (std::string& arg : args) argv.push_back(arg.data());
-  if (absl::Status s = parser.Parse(static_cast<int>(argv.size()), argv.data()); !s.ok()) {
-    return s;
-  }
+  if (absl::Status s = ParseArgs(parser, std::move(args)); !s.ok()) return s;
   return GenerationFlagsFrom(parser);
 }
 

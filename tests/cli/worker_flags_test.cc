@@ -2,9 +2,11 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/cli/parse_args.h"
 
 namespace pdserve::cli {
 namespace {
@@ -12,11 +14,7 @@ namespace {
 absl::StatusOr<WorkerServingFlags> FlagsFrom(std::vector<std::string> args) {
   ArgParser parser;
   AddWorkerServingFlags(parser);
-  std::vector<char*> argv = {const_cast<char*>("worker")};
-  for (std::string& arg : args) argv.push_back(arg.data());
-  if (absl::Status s = parser.Parse(static_cast<int>(argv.size()), argv.data()); !s.ok()) {
-    return s;
-  }
+  if (absl::Status s = ParseArgs(parser, std::move(args)); !s.ok()) return s;
   return WorkerServingFlagsFrom(parser);
 }
 
