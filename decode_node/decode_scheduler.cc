@@ -200,6 +200,8 @@ absl::Status DecodeScheduler::InstallKv(const std::string& request_id, int64_t n
   }
   const kv::KvLayout& layout = pool_.layout();
   const int64_t n_prompt_blocks = static_cast<int64_t>(seq.kv_received.size());
+  std::vector<kv::BlockId> targets;
+  std::vector<absl::Span<const uint8_t>> sources;
   for (const ReceivedBlock& block : blocks) {
     const std::string where =
         absl::StrCat("request '", request_id, "' KV block ", block.index, ": ");
@@ -229,16 +231,16 @@ absl::Status DecodeScheduler::InstallKv(const std::string& request_id, int64_t n
                                  where, "checksum mismatch (sent ", block.checksum,
                                  ", computed ", checksum, ")")));
     }
-    if (absl::Status s = pool_.WriteBlock(
-            seq.table.blocks[block.index],
-            absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(block.data.data()),
-                                block.data.size()));
-        !s.ok()) {
-      return FailLocked(seq, s);
-    }
+    targets.push_back(seq.table.blocks[block.index]);
+    sources.push_back(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(block.data.data()),
+                                          block.data.size()));
+    // Marked now so that a repeat within this chunk is caught too; a failure below fails the
+    // whole sequence, which makes the marks moot.
     seq.kv_received[block.index] = true;
     ++seq.n_kv_received;
   }
+  // The chunk's blocks in one transfer (one crossing of the bus on a GPU pool).
+  if (absl::Status s = pool_.WriteBlocks(targets, sources); !s.ok()) return FailLocked(seq, s);
   return absl::OkStatus();
 }
 

@@ -168,4 +168,37 @@ absl::Status KvBlockPool::ZeroBlock(BlockId id) {
   return storage_->Zero(static_cast<size_t>(id) * layout_.BlockBytes(), layout_.BlockBytes());
 }
 
+template <typename SpanT>
+absl::Status KvBlockPool::CheckBlocksAccess(absl::Span<const BlockId> ids,
+                                            absl::Span<const SpanT> spans) const {
+  if (ids.size() != spans.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("KV block pool: ", ids.size(), " block ids for ",
+                                                   spans.size(), " buffers"));
+  }
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (absl::Status s = CheckBlockAccess(ids[i], spans[i].size()); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status KvBlockPool::ReadBlocks(absl::Span<const BlockId> ids,
+                                     absl::Span<const absl::Span<uint8_t>> out) const {
+  if (absl::Status s = CheckBlocksAccess(ids, out); !s.ok()) return s;
+  if (ids.empty()) return absl::OkStatus();
+  return storage_->CopyBlocksToHost(ids, layout_.BlockBytes(), out);
+}
+
+absl::Status KvBlockPool::WriteBlocks(absl::Span<const BlockId> ids,
+                                      absl::Span<const absl::Span<const uint8_t>> in) {
+  if (absl::Status s = CheckBlocksAccess(ids, in); !s.ok()) return s;
+  std::vector<BlockId> sorted(ids.begin(), ids.end());
+  std::sort(sorted.begin(), sorted.end());
+  if (auto dup = std::adjacent_find(sorted.begin(), sorted.end()); dup != sorted.end()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("KV block pool: block ", *dup, " is written twice in one WriteBlocks"));
+  }
+  if (ids.empty()) return absl::OkStatus();
+  return storage_->CopyBlocksFromHost(ids, layout_.BlockBytes(), in);
+}
+
 }  // namespace pdserve::kv

@@ -69,9 +69,22 @@ class KvBlockPool {
   absl::Status WriteBlock(BlockId id, absl::Span<const uint8_t> in);
   absl::Status ZeroBlock(BlockId id);
 
+  // Several blocks at once (a chunk of a KV transfer): out[i] = block ids[i], or block ids[i] =
+  // in[i]. One span per id (InvalidArgument otherwise), each BlockBytes() long; ids out of range
+  // are OutOfRange; WriteBlocks' ids must be distinct (InvalidArgument). Nothing is copied when
+  // a check fails. A device pool moves them in one transfer each way.
+  absl::Status ReadBlocks(absl::Span<const BlockId> ids,
+                          absl::Span<const absl::Span<uint8_t>> out) const;
+  absl::Status WriteBlocks(absl::Span<const BlockId> ids,
+                           absl::Span<const absl::Span<const uint8_t>> in);
+
  private:
   KvBlockPool(const KvLayout& layout, int64_t n_blocks, std::unique_ptr<KvBlockStorage> storage);
   absl::Status CheckBlockAccess(BlockId id, size_t bytes) const;
+  // One span per id, and CheckBlockAccess for every (ids[i], spans[i].size()).
+  template <typename SpanT>
+  absl::Status CheckBlocksAccess(absl::Span<const BlockId> ids,
+                                 absl::Span<const SpanT> spans) const;
 
   KvLayout layout_;
   int64_t n_total_;

@@ -38,6 +38,29 @@ class HostKvStorage final : public KvBlockStorage {
 
 }  // namespace
 
+absl::Status KvBlockStorage::CopyBlocksToHost(absl::Span<const int32_t> ids, size_t block_bytes,
+                                              absl::Span<const absl::Span<uint8_t>> out) const {
+  if (absl::Status s = CheckStorageBlocks(ids, block_bytes, size()); !s.ok()) return s;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (absl::Status s = CopyToHost(static_cast<size_t>(ids[i]) * block_bytes, out[i]); !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status KvBlockStorage::CopyBlocksFromHost(absl::Span<const int32_t> ids, size_t block_bytes,
+                                                absl::Span<const absl::Span<const uint8_t>> in) {
+  if (absl::Status s = CheckStorageBlocks(ids, block_bytes, size()); !s.ok()) return s;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (absl::Status s = CopyFromHost(static_cast<size_t>(ids[i]) * block_bytes, in[i]);
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::unique_ptr<KvBlockStorage> MakeHostKvStorage(size_t bytes) {
   return std::make_unique<HostKvStorage>(bytes);
 }
@@ -46,6 +69,16 @@ absl::Status CheckStorageRange(size_t offset, size_t bytes, size_t size) {
   if (offset > size || bytes > size - offset) {
     return absl::OutOfRangeError(absl::StrCat("KV storage: bytes [", offset, ", +", bytes,
                                               ") are outside its ", size, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckStorageBlocks(absl::Span<const int32_t> ids, size_t block_bytes, size_t size) {
+  for (const int32_t id : ids) {
+    if (id < 0 || block_bytes == 0 || static_cast<size_t>(id) >= size / block_bytes) {
+      return absl::OutOfRangeError(absl::StrCat("KV storage: block ", id, " of ", block_bytes,
+                                                " bytes is outside its ", size, " bytes"));
+    }
   }
   return absl::OkStatus();
 }

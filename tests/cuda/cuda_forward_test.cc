@@ -468,6 +468,51 @@ TEST(CudaForwardTest, PoolBytesLiveOnTheDevice) {
   EXPECT_EQ(pool.ReadBlock(0, absl::MakeSpan(out)).code(), absl::StatusCode::kInvalidArgument);
 }
 
+// Transfer chunks: WriteBlocks / ReadBlocks move several blocks through one device staging
+// buffer (a scatter or gather kernel and one copy each way) and agree with block-by-block access.
+TEST(CudaForwardTest, PoolMovesChunksOfBlocksInOneTransfer) {
+  std::unique_ptr<TestModel> m = LoadTestModel("models/stories260K.bin");
+  ASSERT_NE(m, nullptr);
+  std::unique_ptr<Backend> cuda = MakeCuda(*m);
+  ASSERT_NE(cuda, nullptr);
+  kv::KvBlockPool& pool = cuda->pool();
+  const size_t bytes = m->layout.BlockBytes();
+  auto pattern = [bytes](int seed) {
+    std::vector<uint8_t> v(bytes);
+    for (size_t i = 0; i < bytes; ++i) v[i] = static_cast<uint8_t>(i * 13 + seed * 31 + 5);
+    return v;
+  };
+  // A small chunk, then a larger one (the staging grows), ids in no particular order.
+  for (const std::vector<kv::BlockId>& ids :
+       {std::vector<kv::BlockId>{7, 2, 11}, std::vector<kv::BlockId>{0, 9, 3, 14, 1, 12, 6}}) {
+    std::vector<std::vector<uint8_t>> data;
+    for (kv::BlockId id : ids) data.push_back(pattern(id + static_cast<int>(ids.size())));
+    std::vector<absl::Span<const uint8_t>> in(data.begin(), data.end());
+    ASSERT_TRUE(pool.WriteBlocks(ids, in).ok());
+    std::vector<uint8_t> one(bytes);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      ASSERT_TRUE(pool.ReadBlock(ids[i], absl::MakeSpan(one)).ok());
+      EXPECT_EQ(one, data[i]) << "block " << ids[i];
+    }
+    std::vector<kv::BlockId> reversed(ids.rbegin(), ids.rend());
+    std::vector<std::vector<uint8_t>> back(ids.size(), std::vector<uint8_t>(bytes, 0xee));
+    std::vector<absl::Span<uint8_t>> out;
+    for (auto& b : back) out.push_back(absl::MakeSpan(b));
+    ASSERT_TRUE(pool.ReadBlocks(reversed, out).ok());
+    for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(back[i], data[ids.size() - 1 - i]);
+  }
+  // A bad chunk copies nothing.
+  std::vector<uint8_t> before(bytes), after(bytes), other = pattern(99);
+  ASSERT_TRUE(pool.ReadBlock(7, absl::MakeSpan(before)).ok());
+  const std::vector<absl::Span<const uint8_t>> two = {other, other};
+  EXPECT_EQ(pool.WriteBlocks(std::vector<kv::BlockId>{7, 7}, two).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(pool.WriteBlocks(std::vector<kv::BlockId>{7, kPoolBlocks}, two).code(),
+            absl::StatusCode::kOutOfRange);
+  ASSERT_TRUE(pool.ReadBlock(7, absl::MakeSpan(after)).ok());
+  EXPECT_EQ(after, before);
+}
+
 // The demo model (SmolLM2-135M, Q4_1: head_dim 64, GQA 3, tied embedding, rope base 100000) on
 // the bf16 path: prefill logits near the CPU's and greedy tokens equal up to a near tie. Skipped
 // where the model file is absent (the GPU bundle has no room for it; CI fetches it).

@@ -9,41 +9,56 @@
 
 namespace pdserve::engine::cuda {
 
-DeviceBuffer::~DeviceBuffer() {
-  if (ptr_ != nullptr) cudaFree(ptr_);
+int DeviceMemory::Allocate(void** ptr, size_t bytes) { return cudaMalloc(ptr, bytes); }
+void DeviceMemory::Free(void* ptr) { cudaFree(ptr); }
+int PinnedHostMemory::Allocate(void** ptr, size_t bytes) { return cudaMallocHost(ptr, bytes); }
+void PinnedHostMemory::Free(void* ptr) { cudaFreeHost(ptr); }
+
+template <typename Memory>
+CudaAllocation<Memory>::~CudaAllocation() {
+  if (ptr_ != nullptr) Memory::Free(ptr_);
 }
 
-DeviceBuffer::DeviceBuffer(DeviceBuffer&& other) noexcept
+template <typename Memory>
+CudaAllocation<Memory>::CudaAllocation(CudaAllocation&& other) noexcept
     : ptr_(std::exchange(other.ptr_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
 
-DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
+template <typename Memory>
+CudaAllocation<Memory>& CudaAllocation<Memory>::operator=(CudaAllocation&& other) noexcept {
   if (this != &other) {
-    if (ptr_ != nullptr) cudaFree(ptr_);
+    if (ptr_ != nullptr) Memory::Free(ptr_);
     ptr_ = std::exchange(other.ptr_, nullptr);
     bytes_ = std::exchange(other.bytes_, 0);
   }
   return *this;
 }
 
-absl::StatusOr<DeviceBuffer> DeviceBuffer::Allocate(size_t bytes, const std::string& what) {
-  DeviceBuffer buffer;
-  if (absl::Status s = buffer.Reserve(bytes, what); !s.ok()) return s;
-  return buffer;
+template <typename Memory>
+absl::StatusOr<CudaAllocation<Memory>> CudaAllocation<Memory>::Allocate(size_t bytes,
+                                                                        const std::string& what) {
+  CudaAllocation allocation;
+  if (absl::Status s = allocation.Reserve(bytes, what); !s.ok()) return s;
+  return allocation;
 }
 
-absl::Status DeviceBuffer::Reserve(size_t bytes, const std::string& what) {
+template <typename Memory>
+absl::Status CudaAllocation<Memory>::Reserve(size_t bytes, const std::string& what) {
   if (bytes <= bytes_ && ptr_ != nullptr) return absl::OkStatus();
   if (ptr_ != nullptr) {
-    cudaFree(ptr_);
+    Memory::Free(ptr_);
     ptr_ = nullptr;
     bytes_ = 0;
   }
   void* p = nullptr;
-  PDSERVE_RETURN_IF_CUDA_ERROR(cudaMalloc(&p, bytes == 0 ? 1 : bytes),
-                               absl::StrCat("allocating ", bytes, " bytes for ", what));
+  PDSERVE_RETURN_IF_CUDA_ERROR(
+      static_cast<cudaError_t>(Memory::Allocate(&p, bytes == 0 ? 1 : bytes)),
+      absl::StrCat("allocating ", bytes, " bytes of ", Memory::kind, " for ", what));
   ptr_ = p;
   bytes_ = bytes;
   return absl::OkStatus();
 }
+
+template class CudaAllocation<DeviceMemory>;
+template class CudaAllocation<PinnedHostMemory>;
 
 }  // namespace pdserve::engine::cuda

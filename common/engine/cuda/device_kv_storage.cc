@@ -2,10 +2,14 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstring>
+#include <mutex>
 #include <utility>
+#include <vector>
 
 #include "common/engine/cuda/cuda_status.h"
 #include "common/engine/cuda/device_buffer.h"
+#include "kernels/cuda/kv_blocks.h"
 
 namespace pdserve::engine::cuda {
 namespace {
@@ -50,9 +54,95 @@ class DeviceKvStorage final : public kv::KvBlockStorage {
     return absl::OkStatus();
   }
 
+  // A gather into device staging, then one copy to pinned host memory (one bus crossing for
+  // all the blocks), then out of it into the caller's spans.
+  absl::Status CopyBlocksToHost(absl::Span<const int32_t> ids, size_t block_bytes,
+                                absl::Span<const absl::Span<uint8_t>> out) const override {
+    if (absl::Status s = kv::CheckStorageBlocks(ids, block_bytes, size_); !s.ok()) return s;
+    if (ids.empty()) return absl::OkStatus();
+    const std::string what = "reading KV blocks from the device";
+    std::lock_guard<std::mutex> lock(staging_mutex_);
+    const size_t bytes = ids.size() * block_bytes;
+    if (absl::Status s = ReserveStaging(ids.size(), bytes); !s.ok()) return s;
+    std::memcpy(host_ids_.as<int32_t>(), ids.data(), ids.size() * sizeof(int32_t));
+    PDSERVE_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(device_ids_.get(), host_ids_.as<int32_t>(),
+                                                 ids.size() * sizeof(int32_t),
+                                                 cudaMemcpyHostToDevice, nullptr),
+                                 what);
+    PDSERVE_RETURN_IF_CUDA_ERROR(
+        kernels::gpu::GatherBlocks(buffer_.as<uint8_t>(), NumBlocks(block_bytes), block_bytes,
+                                   device_ids_.as<int32_t>(), static_cast<int>(ids.size()),
+                                   device_staging_.as<uint8_t>(), nullptr),
+        what);
+    PDSERVE_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(host_staging_.as<uint8_t>(), device_staging_.get(), bytes,
+                                                 cudaMemcpyDeviceToHost, nullptr),
+                                 what);
+    PDSERVE_RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(nullptr), what);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      std::memcpy(out[i].data(), host_staging_.as<uint8_t>() + i * block_bytes, block_bytes);
+    }
+    return absl::OkStatus();
+  }
+
+  // The inverse: into pinned memory, one copy to device staging, a scatter into the pool.
+  absl::Status CopyBlocksFromHost(absl::Span<const int32_t> ids, size_t block_bytes,
+                                  absl::Span<const absl::Span<const uint8_t>> in) override {
+    if (absl::Status s = kv::CheckStorageBlocks(ids, block_bytes, size_); !s.ok()) return s;
+    if (ids.empty()) return absl::OkStatus();
+    const std::string what = "writing KV blocks to the device";
+    std::lock_guard<std::mutex> lock(staging_mutex_);
+    const size_t bytes = ids.size() * block_bytes;
+    if (absl::Status s = ReserveStaging(ids.size(), bytes); !s.ok()) return s;
+    std::memcpy(host_ids_.as<int32_t>(), ids.data(), ids.size() * sizeof(int32_t));
+    for (size_t i = 0; i < ids.size(); ++i) {
+      std::memcpy(host_staging_.as<uint8_t>() + i * block_bytes, in[i].data(), block_bytes);
+    }
+    PDSERVE_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(device_ids_.get(), host_ids_.as<int32_t>(),
+                                                 ids.size() * sizeof(int32_t),
+                                                 cudaMemcpyHostToDevice, nullptr),
+                                 what);
+    PDSERVE_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(device_staging_.get(), host_staging_.as<uint8_t>(), bytes,
+                                                 cudaMemcpyHostToDevice, nullptr),
+                                 what);
+    PDSERVE_RETURN_IF_CUDA_ERROR(
+        kernels::gpu::ScatterBlocks(device_staging_.as<uint8_t>(), NumBlocks(block_bytes),
+                                    block_bytes, device_ids_.as<int32_t>(),
+                                    static_cast<int>(ids.size()), buffer_.as<uint8_t>(),
+                                    nullptr),
+        what);
+    // The forward pass's non-blocking stream does not wait for the default stream.
+    PDSERVE_RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(nullptr), what);
+    return absl::OkStatus();
+  }
+
+
  private:
+  int64_t NumBlocks(size_t block_bytes) const {
+    return static_cast<int64_t>(size_ / block_bytes);
+  }
+
+  // Staging for n_ids ids and `bytes` of blocks, on both sides; grows, never shrinks (a
+  // transfer chunk is a few blocks). Called with staging_mutex_ held.
+  absl::Status ReserveStaging(size_t n_ids, size_t bytes) const {
+    const std::string what = "staging KV blocks";
+    for (absl::Status s : {device_staging_.Reserve(bytes, what),
+                           device_ids_.Reserve(n_ids * sizeof(int32_t), what),
+                           host_staging_.Reserve(bytes, what),
+                           host_ids_.Reserve(n_ids * sizeof(int32_t), what)}) {
+      if (!s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+
   DeviceBuffer buffer_;
   size_t size_;
+  // Staging for CopyBlocksToHost / CopyBlocksFromHost, used by one caller at a time (mutable:
+  // reading the pool uses it too).
+  mutable std::mutex staging_mutex_;
+  mutable DeviceBuffer device_staging_;
+  mutable DeviceBuffer device_ids_;
+  mutable PinnedHostBuffer host_staging_;
+  mutable PinnedHostBuffer host_ids_;
 };
 
 }  // namespace

@@ -320,6 +320,63 @@ TEST(KvBlockPoolTest, PoolOverAnotherStorage) {
   EXPECT_EQ(fake->data()[3 * bytes - 1], 0);
 }
 
+// Chunks of blocks (a KV transfer's unit): every id to or from its own buffer, in the order
+// given; any bad id, buffer or repeated write target fails the call before a byte moves.
+TEST(KvBlockPoolTest, ReadAndWriteSeveralBlocksAtOnce) {
+  KvBlockPool pool(SmallLayout(), 6);
+  const size_t bytes = pool.layout().BlockBytes();
+  std::vector<std::vector<uint8_t>> data;
+  for (int i = 0; i < 3; ++i) data.emplace_back(bytes, static_cast<uint8_t>(10 + i));
+  const std::vector<BlockId> ids = {4, 0, 2};
+  ASSERT_TRUE(pool.WriteBlocks(ids, {data[0], data[1], data[2]}).ok());
+  EXPECT_EQ(pool.BlockData(4)[0], 10);
+  EXPECT_EQ(pool.BlockData(0)[bytes - 1], 11);
+  EXPECT_EQ(pool.BlockData(2)[0], 12);
+  EXPECT_EQ(pool.BlockData(1)[0], 0);
+
+  std::vector<uint8_t> a(bytes), b(bytes);
+  ASSERT_TRUE(pool.ReadBlocks(std::vector<BlockId>{2, 4}, {absl::MakeSpan(a), absl::MakeSpan(b)})
+                  .ok());
+  EXPECT_EQ(a, data[2]);
+  EXPECT_EQ(b, data[0]);
+  EXPECT_TRUE(pool.ReadBlocks({}, {}).ok());
+
+  const std::vector<uint8_t> other(bytes, 99), short_one(bytes - 1, 99);
+  EXPECT_EQ(pool.WriteBlocks(std::vector<BlockId>{1, 1}, {other, other}).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(pool.WriteBlocks(std::vector<BlockId>{1, 6}, {other, other}).code(),
+            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(pool.WriteBlocks(std::vector<BlockId>{1, 3}, {other, short_one}).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(pool.WriteBlocks(std::vector<BlockId>{1, 3}, {other}).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(pool.BlockData(1)[0], 0) << "a failed WriteBlocks wrote block 1";
+  EXPECT_EQ(pool.ReadBlocks(std::vector<BlockId>{-1}, {absl::MakeSpan(a)}).code(),
+            absl::StatusCode::kOutOfRange);
+}
+
+// The default CopyBlocksToHost / CopyBlocksFromHost of a storage: its own copies, block by block.
+TEST(KvBlockPoolTest, ChunksGoThroughTheStorageBlockByBlockByDefault) {
+  const size_t bytes = SmallLayout().BlockBytes();
+  auto storage = std::make_unique<FakeDeviceStorage>(4 * bytes);
+  FakeDeviceStorage* fake = storage.get();
+  absl::StatusOr<std::unique_ptr<KvBlockPool>> pool =
+      KvBlockPool::Create(SmallLayout(), 4, std::move(storage));
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  const std::vector<uint8_t> one(bytes, 1), two(bytes, 2);
+  ASSERT_TRUE((*pool)->WriteBlocks(std::vector<BlockId>{3, 1}, {one, two}).ok());
+  EXPECT_EQ(fake->copies, 2);
+  EXPECT_EQ(fake->data()[3 * bytes], 1);
+  EXPECT_EQ(fake->data()[1 * bytes], 2);
+  std::vector<uint8_t> out(bytes);
+  ASSERT_TRUE((*pool)->ReadBlocks(std::vector<BlockId>{1}, {absl::MakeSpan(out)}).ok());
+  EXPECT_EQ(out, two);
+  EXPECT_EQ(fake->copies, 3);
+  // The storage checks ranges itself too (a storage is usable without a pool).
+  EXPECT_EQ(fake->CopyBlocksToHost(std::vector<int32_t>{4}, bytes, {absl::MakeSpan(out)}).code(),
+            absl::StatusCode::kOutOfRange);
+}
+
 TEST(KvBlockStorageTest, HostStorageChecksRanges) {
   std::unique_ptr<KvBlockStorage> s = MakeHostKvStorage(16);
   EXPECT_TRUE(s->host_addressable());

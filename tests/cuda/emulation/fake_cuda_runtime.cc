@@ -100,6 +100,16 @@ cudaError_t CUDARTAPI cudaFree(void* ptr) {
   return cudaSuccess;
 }
 
+cudaError_t CUDARTAPI cudaMallocHost(void** ptr, size_t size) {
+  *ptr = std::malloc(size == 0 ? 1 : size);
+  return *ptr == nullptr ? Record(cudaErrorMemoryAllocation) : cudaSuccess;
+}
+
+cudaError_t CUDARTAPI cudaFreeHost(void* ptr) {
+  std::free(ptr);
+  return cudaSuccess;
+}
+
 cudaError_t CUDARTAPI cudaMemcpy(void* dst, const void* src, size_t count, enum cudaMemcpyKind) {
   if (count > 0) std::memmove(dst, src, count);
   return cudaSuccess;
