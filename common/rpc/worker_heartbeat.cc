@@ -153,18 +153,25 @@ int WaitForShutdownWhileRegistering(const ShutdownSignals& signals, WorkerHeartb
   if (heartbeat != nullptr) {
     registration = std::async(std::launch::async, [heartbeat] { return heartbeat->Start(); });
   }
+  int64_t registrations_logged = 0;
   const int signal_number = signals.Wait([&] {
-    if (!registration.valid() ||
-        registration.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-      return;
-    }
+    if (heartbeat == nullptr) return;
     const WorkerHeartbeatOptions& options = heartbeat->options();
-    if (absl::Status s = registration.get(); s.ok()) {
+    // Accepted registrations since the last poll: the first, a late one, one after a router
+    // restart (numbered from the second on).
+    if (const int64_t n = heartbeat->n_registrations(); n > registrations_logged) {
+      registrations_logged = n;
       std::cerr << "registered with the router at " << options.router_address << " as "
-                << options.worker_id << " (" << options.advertised_address << ")" << std::endl;
-    } else {
-      std::cerr << program << ": " << s.message() << " (still trying in the background)"
-                << std::endl;
+                << options.worker_id << " (" << options.advertised_address << ")";
+      if (n > 1) std::cerr << ", registration " << n;
+      std::cerr << std::endl;
+    }
+    if (registration.valid() &&
+        registration.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+      if (absl::Status s = registration.get(); !s.ok()) {
+        std::cerr << program << ": " << s.message() << " (still trying in the background)"
+                  << std::endl;
+      }
     }
   });
   if (heartbeat != nullptr) heartbeat->Stop();  // also ends a registration still in progress

@@ -92,10 +92,11 @@ class WorkerHeartbeat {
 
 // A worker's main thread from "listening" to shutdown: waits for SIGINT/SIGTERM while
 // `heartbeat` (null: no router) registers beside the wait, so that a signal during registration
-// still stops the worker at once. Logs to stderr when the router accepts the worker; a
-// registration that times out is logged (prefixed with `program`) and keeps trying in the
-// background, as after a router restart: a worker started before its router joins when the
-// router comes up. Stops the heartbeat before it returns the signal's number.
+// still stops the worker at once. Logs to stderr each time the router accepts the worker (at
+// start-up, late, or again after a router restart); a registration that times out is logged
+// (prefixed with `program`) and keeps trying in the background, as after a router restart: a
+// worker started before its router joins when the router comes up. Stops the heartbeat before it
+// returns the signal's number.
 int WaitForShutdownWhileRegistering(const ShutdownSignals& signals, WorkerHeartbeat* heartbeat,
                                     const std::string& program);
 

@@ -252,22 +252,34 @@ std::thread SignalWhen(pthread_t thread, std::function<bool()> ready, millisecon
   });
 }
 
-TEST(WaitForShutdownWhileRegisteringTest, LogsTheRegistrationAndStopsTheHeartbeatOnASignal) {
+TEST(WaitForShutdownWhileRegisteringTest, LogsEachRegistrationAndStopsTheHeartbeatOnASignal) {
   const ShutdownSignals signals;  // SIGTERM to this thread is now taken by Wait, not fatal
   FakeRegistry registry(/*interval_ms=*/20);
   int port = 0;
   std::unique_ptr<grpc::Server> server = StartServer(&registry, 0, &port);
   WorkerHeartbeat heartbeat(OptionsFor(port), [] { return LoadWithQueue(1); });
-  std::thread killer =
-      SignalWhen(pthread_self(), [&] { return heartbeat.registered(); }, milliseconds(1000));
+  // Once registered, the router forgets the worker (as after a restart): it registers again.
+  bool forgot = false;
+  std::thread killer = SignalWhen(
+      pthread_self(),
+      [&] {
+        if (!forgot && heartbeat.registered()) {
+          registry.ForgetOnce();
+          forgot = true;
+        }
+        return heartbeat.n_registrations() >= 2;
+      },
+      milliseconds(1000));
   testing::internal::CaptureStderr();
   const int signal_number = WaitForShutdownWhileRegistering(signals, &heartbeat, "test-worker");
   const std::string log = testing::internal::GetCapturedStderr();
   killer.join();
   EXPECT_EQ(signal_number, SIGTERM);
-  EXPECT_NE(log.find("registered with the router at 127.0.0.1:" + std::to_string(port) +
-                     " as prefill-test (127.0.0.1:4242)"),
-            std::string::npos)
+  const std::string line = "registered with the router at 127.0.0.1:" + std::to_string(port) +
+                           " as prefill-test (127.0.0.1:4242)";
+  EXPECT_NE(log.find(line), std::string::npos) << log;
+  EXPECT_NE(log.find(line + ", registration 2\n"), std::string::npos)
+      << "the re-registration was not logged:\n"
       << log;
   // Stopped: no heartbeat after the return.
   const int heartbeats = registry.n_heartbeats();
