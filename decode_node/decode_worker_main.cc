@@ -87,7 +87,8 @@ int Run(int argc, char** argv) {
   std::unique_ptr<rpc::WorkerHeartbeat> heartbeat = cli::MakeWorkerHeartbeat(
       *serving, **server, v1::WORKER_ROLE_DECODE, (*engine)->kv_pool().layout(),
       options->model_path, [&scheduler] { return WorkerLoadToProto(scheduler.Load()); });
-  const int signal_number = rpc::WaitForShutdownWhileRegistering(signals, heartbeat.get(), kProgram);
+  const int signal_number =
+      rpc::WaitForShutdownWhileRegistering(signals, heartbeat.get(), kProgram);
   std::cerr << kProgram << ": signal " << signal_number << ", shutting down" << std::endl;
   // In-flight calls get two seconds to finish, then are cancelled.
   (*server)->Shutdown(std::chrono::seconds(2));

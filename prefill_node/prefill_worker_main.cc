@@ -83,7 +83,8 @@ int Run(int argc, char** argv) {
   std::unique_ptr<rpc::WorkerHeartbeat> heartbeat = cli::MakeWorkerHeartbeat(
       *serving, **server, v1::WORKER_ROLE_PREFILL, (*engine)->kv_pool().layout(),
       options->model_path, [&scheduler] { return WorkerLoadToProto(scheduler.load()); });
-  const int signal_number = rpc::WaitForShutdownWhileRegistering(signals, heartbeat.get(), kProgram);
+  const int signal_number =
+      rpc::WaitForShutdownWhileRegistering(signals, heartbeat.get(), kProgram);
   std::cerr << kProgram << ": signal " << signal_number << ", shutting down" << std::endl;
   // In-flight calls get two seconds to finish, then are cancelled; the scheduler then stops
   // whatever is still running and frees its blocks, which lets their handlers return.

@@ -64,17 +64,13 @@ class DeviceKvStorage final : public kv::KvBlockStorage {
     std::lock_guard<std::mutex> lock(staging_mutex_);
     const size_t bytes = ids.size() * block_bytes;
     if (absl::Status s = ReserveStaging(ids.size(), bytes); !s.ok()) return s;
-    std::memcpy(host_ids_.as<int32_t>(), ids.data(), ids.size() * sizeof(int32_t));
-    PDSERVE_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(device_ids_.get(), host_ids_.as<int32_t>(),
-                                                 ids.size() * sizeof(int32_t),
-                                                 cudaMemcpyHostToDevice, nullptr),
-                                 what);
+    if (absl::Status s = UploadIds(ids, what); !s.ok()) return s;
     PDSERVE_RETURN_IF_CUDA_ERROR(
         kernels::gpu::GatherBlocks(buffer_.as<uint8_t>(), NumBlocks(block_bytes), block_bytes,
                                    device_ids_.as<int32_t>(), static_cast<int>(ids.size()),
                                    device_staging_.as<uint8_t>(), nullptr),
         what);
-    PDSERVE_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(host_staging_.as<uint8_t>(), device_staging_.get(), bytes,
+    PDSERVE_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(host_staging_.get(), device_staging_.get(), bytes,
                                                  cudaMemcpyDeviceToHost, nullptr),
                                  what);
     PDSERVE_RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(nullptr), what);
@@ -93,15 +89,11 @@ class DeviceKvStorage final : public kv::KvBlockStorage {
     std::lock_guard<std::mutex> lock(staging_mutex_);
     const size_t bytes = ids.size() * block_bytes;
     if (absl::Status s = ReserveStaging(ids.size(), bytes); !s.ok()) return s;
-    std::memcpy(host_ids_.as<int32_t>(), ids.data(), ids.size() * sizeof(int32_t));
+    if (absl::Status s = UploadIds(ids, what); !s.ok()) return s;
     for (size_t i = 0; i < ids.size(); ++i) {
       std::memcpy(host_staging_.as<uint8_t>() + i * block_bytes, in[i].data(), block_bytes);
     }
-    PDSERVE_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(device_ids_.get(), host_ids_.as<int32_t>(),
-                                                 ids.size() * sizeof(int32_t),
-                                                 cudaMemcpyHostToDevice, nullptr),
-                                 what);
-    PDSERVE_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(device_staging_.get(), host_staging_.as<uint8_t>(), bytes,
+    PDSERVE_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(device_staging_.get(), host_staging_.get(), bytes,
                                                  cudaMemcpyHostToDevice, nullptr),
                                  what);
     PDSERVE_RETURN_IF_CUDA_ERROR(
@@ -115,8 +107,18 @@ class DeviceKvStorage final : public kv::KvBlockStorage {
     return absl::OkStatus();
   }
 
-
  private:
+  // The ids into pinned memory, then queued for the device on the default stream (where the
+  // gather or scatter that reads them runs). Called with staging_mutex_ held, staging reserved.
+  absl::Status UploadIds(absl::Span<const int32_t> ids, const std::string& what) const {
+    std::memcpy(host_ids_.get(), ids.data(), ids.size() * sizeof(int32_t));
+    PDSERVE_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(device_ids_.get(), host_ids_.get(),
+                                                 ids.size() * sizeof(int32_t),
+                                                 cudaMemcpyHostToDevice, nullptr),
+                                 what);
+    return absl::OkStatus();
+  }
+
   int64_t NumBlocks(size_t block_bytes) const {
     return static_cast<int64_t>(size_ / block_bytes);
   }
