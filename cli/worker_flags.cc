@@ -1,6 +1,8 @@
 #include "cli/worker_flags.h"
 
+#include <chrono>
 #include <filesystem>
+#include <iostream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -61,6 +63,28 @@ std::unique_ptr<rpc::WorkerHeartbeat> MakeWorkerHeartbeat(const WorkerServingFla
   options.kv_layout = rpc::KvLayoutToProto(layout);
   options.model_name = std::filesystem::path(model_path).filename().string();
   return std::make_unique<rpc::WorkerHeartbeat>(std::move(options), std::move(load));
+}
+
+int ServeWorkerUntilSignal(const std::string& program, const rpc::ShutdownSignals& signals,
+                           const WorkerServingFlags& flags, const WorkerServer& server) {
+  absl::StatusOr<std::unique_ptr<rpc::ServingServer>> serving = rpc::ServingServer::Start(
+      {.listen = flags.listen.ToString(),
+       .max_receive_message_bytes = server.max_receive_message_bytes},
+      server.services);
+  if (!serving.ok()) {
+    std::cerr << program << ": " << serving.status().message() << "\n";
+    return 1;
+  }
+  std::cerr << "listening on " << (*serving)->bound().ToString() << std::endl;
+
+  std::unique_ptr<rpc::WorkerHeartbeat> heartbeat = MakeWorkerHeartbeat(
+      flags, **serving, server.role, server.kv_layout, server.model_path, server.load);
+  const int signal_number = rpc::WaitForShutdownWhileRegistering(signals, heartbeat.get(), program);
+  std::cerr << program << ": signal " << signal_number << ", shutting down" << std::endl;
+  (*serving)->Shutdown(std::chrono::seconds(2));
+  if (server.stop_work) server.stop_work();
+  (*serving)->Wait();
+  return 0;
 }
 
 }  // namespace pdserve::cli

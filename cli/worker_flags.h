@@ -1,9 +1,12 @@
 #pragma once
-// Flags every worker binary (prefill and decode) shares: where it listens and how it joins the
-// router, and the router heartbeat built from them once the worker's server is up.
+// What every worker binary (prefill and decode) shares around its services: the flags for where
+// it listens and how it joins the router, the router heartbeat built from them, and the serve
+// loop from "listening on" to shutdown.
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "cli/arg_parser.h"
@@ -36,5 +39,26 @@ std::unique_ptr<rpc::WorkerHeartbeat> MakeWorkerHeartbeat(const WorkerServingFla
                                                           const kv::KvLayout& layout,
                                                           const std::string& model_path,
                                                           rpc::WorkerLoadFn load);
+
+// A worker's server: its services and what its registration and heartbeats report.
+struct WorkerServer {
+  v1::WorkerRole role = v1::WORKER_ROLE_UNSPECIFIED;
+  std::vector<grpc::Service*> services;  // not owned; they outlive the call
+  int max_receive_message_bytes = 0;     // 0: gRPC's default
+  kv::KvLayout kv_layout;
+  std::string model_path;
+  rpc::WorkerLoadFn load;
+  // Run once calls are no longer taken and in-flight ones had their drain time: ends whatever
+  // the remaining handlers wait on, so that they return. May be empty.
+  std::function<void()> stop_work;
+};
+
+// Serves `server.services` on flags.listen until SIGINT/SIGTERM: prints "listening on
+// HOST:PORT" (launch scripts and tests wait for it), registers with flags.router when given
+// (WaitForShutdownWhileRegistering), then on the signal stops taking calls, gives in-flight ones
+// two seconds, runs stop_work and waits for every handler. Returns the exit status: 0, or 1 with
+// a message prefixed by `program` when it cannot listen.
+int ServeWorkerUntilSignal(const std::string& program, const rpc::ShutdownSignals& signals,
+                           const WorkerServingFlags& flags, const WorkerServer& server);
 
 }  // namespace pdserve::cli

@@ -3,7 +3,6 @@
 // router and heartbeats its load. Prints "listening on HOST:PORT" to stderr once serving;
 // SIGINT/SIGTERM shut it down (exit 0).
 
-#include <chrono>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -14,7 +13,6 @@
 #include "cli/worker_flags.h"
 #include "common/engine/engine.h"
 #include "common/rpc/server_process.h"
-#include "common/rpc/worker_heartbeat.h"
 #include "decode_node/decode_scheduler.h"
 #include "decode_node/decode_service.h"
 
@@ -78,22 +76,14 @@ int Run(int argc, char** argv) {
   DecodeWorkerService decode_service(scheduler, service_options);
   KvReceiverService kv_service(scheduler);
 
-  absl::StatusOr<std::unique_ptr<rpc::ServingServer>> server = rpc::ServingServer::Start(
-      {.listen = serving->listen.ToString(), .max_receive_message_bytes = kMaxKvMessageBytes},
-      {&decode_service, &kv_service});
-  if (!server.ok()) return Fail(std::string(server.status().message()), 1);
-  std::cerr << "listening on " << (*server)->bound().ToString() << std::endl;
-
-  std::unique_ptr<rpc::WorkerHeartbeat> heartbeat = cli::MakeWorkerHeartbeat(
-      *serving, **server, v1::WORKER_ROLE_DECODE, (*engine)->kv_pool().layout(),
-      options->model_path, [&scheduler] { return WorkerLoadToProto(scheduler.Load()); });
-  const int signal_number =
-      rpc::WaitForShutdownWhileRegistering(signals, heartbeat.get(), kProgram);
-  std::cerr << kProgram << ": signal " << signal_number << ", shutting down" << std::endl;
-  // In-flight calls get two seconds to finish, then are cancelled.
-  (*server)->Shutdown(std::chrono::seconds(2));
-  (*server)->Wait();
-  return 0;
+  cli::WorkerServer server;
+  server.role = v1::WORKER_ROLE_DECODE;
+  server.services = {&decode_service, &kv_service};
+  server.max_receive_message_bytes = kMaxKvMessageBytes;
+  server.kv_layout = (*engine)->kv_pool().layout();
+  server.model_path = options->model_path;
+  server.load = [&scheduler] { return WorkerLoadToProto(scheduler.Load()); };
+  return cli::ServeWorkerUntilSignal(kProgram, signals, *serving, server);
 }
 
 }  // namespace

@@ -2,7 +2,6 @@
 // to decode workers — and, with --router, registers with the router and heartbeats its load.
 // Prints "listening on HOST:PORT" to stderr once serving; SIGINT/SIGTERM shut it down (exit 0).
 
-#include <chrono>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -13,7 +12,6 @@
 #include "cli/worker_flags.h"
 #include "common/engine/engine.h"
 #include "common/rpc/server_process.h"
-#include "common/rpc/worker_heartbeat.h"
 #include "prefill_node/grpc_kv_sink.h"
 #include "prefill_node/prefill_scheduler.h"
 #include "prefill_node/prefill_service.h"
@@ -75,23 +73,16 @@ int Run(int argc, char** argv) {
   PrefillScheduler scheduler(**engine, sinks, scheduler_options);
   PrefillService service(scheduler, /*log_requests=*/true);
 
-  absl::StatusOr<std::unique_ptr<rpc::ServingServer>> server =
-      rpc::ServingServer::Start({.listen = serving->listen.ToString()}, {&service});
-  if (!server.ok()) return Fail(std::string(server.status().message()), 1);
-  std::cerr << "listening on " << (*server)->bound().ToString() << std::endl;
-
-  std::unique_ptr<rpc::WorkerHeartbeat> heartbeat = cli::MakeWorkerHeartbeat(
-      *serving, **server, v1::WORKER_ROLE_PREFILL, (*engine)->kv_pool().layout(),
-      options->model_path, [&scheduler] { return WorkerLoadToProto(scheduler.load()); });
-  const int signal_number =
-      rpc::WaitForShutdownWhileRegistering(signals, heartbeat.get(), kProgram);
-  std::cerr << kProgram << ": signal " << signal_number << ", shutting down" << std::endl;
-  // In-flight calls get two seconds to finish, then are cancelled; the scheduler then stops
-  // whatever is still running and frees its blocks, which lets their handlers return.
-  (*server)->Shutdown(std::chrono::seconds(2));
-  scheduler.Shutdown();
-  (*server)->Wait();
-  return 0;
+  cli::WorkerServer server;
+  server.role = v1::WORKER_ROLE_PREFILL;
+  server.services = {&service};
+  server.kv_layout = (*engine)->kv_pool().layout();
+  server.model_path = options->model_path;
+  server.load = [&scheduler] { return WorkerLoadToProto(scheduler.load()); };
+  // Stops whatever is still running after the drain and frees its blocks, which lets the
+  // handlers of cancelled calls return.
+  server.stop_work = [&scheduler] { scheduler.Shutdown(); };
+  return cli::ServeWorkerUntilSignal(kProgram, signals, *serving, server);
 }
 
 }  // namespace

@@ -63,8 +63,7 @@ class DeviceKvStorage final : public kv::KvBlockStorage {
     const std::string what = "reading KV blocks from the device";
     std::lock_guard<std::mutex> lock(staging_mutex_);
     const size_t bytes = ids.size() * block_bytes;
-    if (absl::Status s = ReserveStaging(ids.size(), bytes); !s.ok()) return s;
-    if (absl::Status s = UploadIds(ids, what); !s.ok()) return s;
+    if (absl::Status s = PrepareStaging(ids, bytes, what); !s.ok()) return s;
     PDSERVE_RETURN_IF_CUDA_ERROR(
         kernels::gpu::GatherBlocks(buffer_.as<uint8_t>(), NumBlocks(block_bytes), block_bytes,
                                    device_ids_.as<int32_t>(), static_cast<int>(ids.size()),
@@ -88,8 +87,7 @@ class DeviceKvStorage final : public kv::KvBlockStorage {
     const std::string what = "writing KV blocks to the device";
     std::lock_guard<std::mutex> lock(staging_mutex_);
     const size_t bytes = ids.size() * block_bytes;
-    if (absl::Status s = ReserveStaging(ids.size(), bytes); !s.ok()) return s;
-    if (absl::Status s = UploadIds(ids, what); !s.ok()) return s;
+    if (absl::Status s = PrepareStaging(ids, bytes, what); !s.ok()) return s;
     for (size_t i = 0; i < ids.size(); ++i) {
       std::memcpy(host_staging_.as<uint8_t>() + i * block_bytes, in[i].data(), block_bytes);
     }
@@ -108,31 +106,26 @@ class DeviceKvStorage final : public kv::KvBlockStorage {
   }
 
  private:
-  // The ids into pinned memory, then queued for the device on the default stream (where the
-  // gather or scatter that reads them runs). Called with staging_mutex_ held, staging reserved.
-  absl::Status UploadIds(absl::Span<const int32_t> ids, const std::string& what) const {
-    std::memcpy(host_ids_.get(), ids.data(), ids.size() * sizeof(int32_t));
-    PDSERVE_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(device_ids_.get(), host_ids_.get(),
-                                                 ids.size() * sizeof(int32_t),
-                                                 cudaMemcpyHostToDevice, nullptr),
-                                 what);
-    return absl::OkStatus();
-  }
-
   int64_t NumBlocks(size_t block_bytes) const {
     return static_cast<int64_t>(size_ / block_bytes);
   }
 
-  // Staging for n_ids ids and `bytes` of blocks, on both sides; grows, never shrinks (a
-  // transfer chunk is a few blocks). Called with staging_mutex_ held.
-  absl::Status ReserveStaging(size_t n_ids, size_t bytes) const {
-    const std::string what = "staging KV blocks";
-    for (absl::Status s : {device_staging_.Reserve(bytes, what),
-                           device_ids_.Reserve(n_ids * sizeof(int32_t), what),
-                           host_staging_.Reserve(bytes, what),
-                           host_ids_.Reserve(n_ids * sizeof(int32_t), what)}) {
+  // Makes the staging hold ids.size() ids and `bytes` of blocks on both sides (it grows, never
+  // shrinks: a transfer chunk is a few blocks), then copies the ids to pinned memory and queues
+  // them for the device on the default stream, where the gather or scatter that reads them runs.
+  // Called with staging_mutex_ held.
+  absl::Status PrepareStaging(absl::Span<const int32_t> ids, size_t bytes,
+                              const std::string& what) const {
+    const size_t id_bytes = ids.size() * sizeof(int32_t);
+    for (absl::Status s :
+         {device_staging_.Reserve(bytes, what), device_ids_.Reserve(id_bytes, what),
+          host_staging_.Reserve(bytes, what), host_ids_.Reserve(id_bytes, what)}) {
       if (!s.ok()) return s;
     }
+    std::memcpy(host_ids_.get(), ids.data(), id_bytes);
+    PDSERVE_RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(device_ids_.get(), host_ids_.get(), id_bytes,
+                                                 cudaMemcpyHostToDevice, nullptr),
+                                 what);
     return absl::OkStatus();
   }
 
