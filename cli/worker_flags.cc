@@ -49,6 +49,7 @@ std::unique_ptr<rpc::WorkerHeartbeat> MakeWorkerHeartbeat(const WorkerServingFla
                                                           v1::WorkerRole role,
                                                           const kv::KvLayout& layout,
                                                           const std::string& model_path,
+                                                          const std::string& model_fingerprint,
                                                           rpc::WorkerLoadFn load) {
   if (flags.router.empty()) return nullptr;
   const std::string role_name = role == v1::WORKER_ROLE_PREFILL ? "prefill" : "decode";
@@ -61,6 +62,7 @@ std::unique_ptr<rpc::WorkerHeartbeat> MakeWorkerHeartbeat(const WorkerServingFla
   options.advertised_address =
       flags.advertise.empty() ? server.LocalAddress() : flags.advertise;
   options.kv_layout = rpc::KvLayoutToProto(layout);
+  options.kv_layout.set_model_fingerprint(model_fingerprint);
   options.model_name = std::filesystem::path(model_path).filename().string();
   return std::make_unique<rpc::WorkerHeartbeat>(std::move(options), std::move(load));
 }
@@ -77,14 +79,20 @@ int ServeWorkerUntilSignal(const std::string& program, const rpc::ShutdownSignal
   }
   std::cerr << "listening on " << (*serving)->bound().ToString() << std::endl;
 
-  std::unique_ptr<rpc::WorkerHeartbeat> heartbeat = MakeWorkerHeartbeat(
-      flags, **serving, server.role, server.kv_layout, server.model_path, server.load);
-  const int signal_number = rpc::WaitForShutdownWhileRegistering(signals, heartbeat.get(), program);
-  std::cerr << program << ": signal " << signal_number << ", shutting down" << std::endl;
+  std::unique_ptr<rpc::WorkerHeartbeat> heartbeat =
+      MakeWorkerHeartbeat(flags, **serving, server.role, server.kv_layout, server.model_path,
+                          server.model_fingerprint, server.load);
+  const absl::StatusOr<int> signal_number =
+      rpc::WaitForShutdownWhileRegistering(signals, heartbeat.get(), program);
+  if (signal_number.ok()) {
+    std::cerr << program << ": signal " << *signal_number << ", shutting down" << std::endl;
+  } else {
+    std::cerr << program << ": " << signal_number.status().message() << std::endl;
+  }
   (*serving)->Shutdown(std::chrono::seconds(2));
   if (server.stop_work) server.stop_work();
   (*serving)->Wait();
-  return 0;
+  return signal_number.ok() ? 0 : 1;
 }
 
 }  // namespace pdserve::cli

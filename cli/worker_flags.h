@@ -31,13 +31,15 @@ void AddWorkerServingFlags(ArgParser& parser);
 absl::StatusOr<WorkerServingFlags> WorkerServingFlagsFrom(const ArgParser& parser);
 
 // The heartbeat of a worker whose server is up, not yet started; nullptr when no router was
-// given. The registration names the worker's role, id, advertised address, KV layout and model
-// (the model file's name).
+// given. The registration names the worker's role, id, advertised address, KV layout with
+// `model_fingerprint` (model::ModelFingerprint; empty: unknown) and model (the model file's
+// name).
 std::unique_ptr<rpc::WorkerHeartbeat> MakeWorkerHeartbeat(const WorkerServingFlags& flags,
                                                           const rpc::ServingServer& server,
                                                           v1::WorkerRole role,
                                                           const kv::KvLayout& layout,
                                                           const std::string& model_path,
+                                                          const std::string& model_fingerprint,
                                                           rpc::WorkerLoadFn load);
 
 // A worker's server: its services and what its registration and heartbeats report.
@@ -47,6 +49,7 @@ struct WorkerServer {
   int max_receive_message_bytes = 0;     // 0: gRPC's default
   kv::KvLayout kv_layout;
   std::string model_path;
+  std::string model_fingerprint;  // model::ModelFingerprint; the router refuses another model's
   rpc::WorkerLoadFn load;
   // Run once calls are no longer taken and in-flight ones had their drain time: ends whatever
   // the remaining handlers wait on, so that they return. May be empty.
@@ -56,8 +59,10 @@ struct WorkerServer {
 // Serves `server.services` on flags.listen until SIGINT/SIGTERM: prints "listening on
 // HOST:PORT" (launch scripts and tests wait for it), registers with flags.router when given
 // (WaitForShutdownWhileRegistering), then on the signal stops taking calls, gives in-flight ones
-// two seconds, runs stop_work and waits for every handler. Returns the exit status: 0, or 1 with
-// a message prefixed by `program` when it cannot listen.
+// two seconds, runs stop_work and waits for every handler. When the router refuses the worker
+// (another model or KV layout), at start-up or on a re-registration, it prints the router's
+// message prefixed by `program` and shuts down the same way at once. Returns the exit status: 0
+// after a signal, 1 (with a message prefixed by `program`) when it cannot listen or was refused.
 int ServeWorkerUntilSignal(const std::string& program, const rpc::ShutdownSignals& signals,
                            const WorkerServingFlags& flags, const WorkerServer& server);
 

@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "xxhash.h"
+#include "common/kv_transfer/transfer_token.h"
 
 namespace pdserve::decode {
 namespace {
@@ -49,8 +49,13 @@ struct DecodeScheduler::Sequence {
   kv::BlockTable table;            // reserved for prompt + max_tokens positions
   bool blocks_held = false;        // table.blocks are allocated from the pool
   bool in_step = false;            // a running Forward reads/writes table's blocks
-  std::vector<bool> kv_received;   // per prompt block
+  // The transfer: per prompt block kAbsent → kInFlight (pinned) → kReceived.
+  enum BlockState : uint8_t { kAbsent, kInFlight, kReceived };
+  std::string transfer_token;      // while by_token_ holds it
+  kv_transfer::KvLease lease;      // while kAwaitingKv
+  std::vector<BlockState> kv_blocks;  // per prompt block
   int64_t n_kv_received = 0;
+  int pins = 0;                    // receive sessions between Pin and Unpin
   std::vector<int32_t> tokens;     // prompt, then output; K/V cached for all but the last
   int64_t n_output = 0;            // output tokens so far, counting index 0
   int64_t prompt_tokens_computed = 0;
@@ -91,8 +96,8 @@ bool DecodeScheduler::IsEndToken(int32_t token) const {
   return std::find(end_ids_.begin(), end_ids_.end(), token) != end_ids_.end();
 }
 
-absl::StatusOr<int64_t> DecodeScheduler::Reserve(const DecodeSpec& spec, absl::Time deadline,
-                                                 const std::function<bool()>& is_cancelled) {
+absl::StatusOr<Reservation> DecodeScheduler::Reserve(const DecodeSpec& spec, absl::Time deadline,
+                                                     const std::function<bool()>& is_cancelled) {
   if (spec.request_id.empty()) return absl::InvalidArgumentError("request_id is empty");
   if (spec.prompt_ids.empty()) {
     return absl::InvalidArgumentError(
@@ -167,123 +172,177 @@ absl::StatusOr<int64_t> DecodeScheduler::Reserve(const DecodeSpec& spec, absl::T
     return wait_status;
   }
   seq->state = SequenceState::kAwaitingKv;
-  seq->kv_received.assign(CeilDiv(n_prompt, block_size), false);
+  const int64_t n_prompt_blocks = CeilDiv(n_prompt, block_size);
+  seq->kv_blocks.assign(n_prompt_blocks, Sequence::kAbsent);
   seq->tokens = spec.prompt_ids;
-  return n_blocks;
+  seq->lease = kv_transfer::KvLease(options_.kv_lease, absl::Now());
+  do {
+    seq->transfer_token = kv_transfer::NewTransferToken();
+  } while (by_token_.count(seq->transfer_token) > 0);
+  by_token_[seq->transfer_token] = seq;
+  Reservation reservation;
+  reservation.n_blocks = n_blocks;
+  reservation.transfer_token = seq->transfer_token;
+  reservation.prompt_blocks.assign(seq->table.blocks.begin(),
+                                   seq->table.blocks.begin() + n_prompt_blocks);
+  return reservation;
 }
 
-absl::StatusOr<std::shared_ptr<DecodeScheduler::Sequence>> DecodeScheduler::FindAwaitingKvLocked(
-    const std::string& request_id) {
-  auto it = sequences_.find(request_id);
-  if (it == sequences_.end()) {
-    return absl::NotFoundError(absl::StrCat("KV for unknown request id '", request_id, "'"));
+absl::StatusOr<DecodeScheduler::Sequence*> DecodeScheduler::FindByTokenLocked(
+    absl::string_view token) {
+  auto it = by_token_.find(token);
+  if (it == by_token_.end()) {
+    return absl::PermissionDeniedError(
+        "no reservation on this decode worker holds this KV transfer token");
   }
-  Sequence& seq = *it->second;
+  return it->second.get();
+}
+
+absl::Status DecodeScheduler::CheckLeaseLocked(Sequence& seq, absl::Time now) {
+  if (seq.state != SequenceState::kAwaitingKv) return absl::OkStatus();
+  absl::Status s = seq.lease.Check(now);
+  if (s.ok()) return s;
+  return FailLocked(seq, absl::Status(s.code(), absl::StrCat("request '", seq.spec.request_id,
+                                                             "': ", s.message())));
+}
+
+void DecodeScheduler::ForgetTokenIfDoneLocked(Sequence& seq) {
+  if (seq.pins > 0 || seq.state == SequenceState::kAwaitingKv) return;
+  if (IsTerminal(seq.state) && !seq.in_step && seq.blocks_held) FreeBlocksLocked(seq);
+  if (seq.transfer_token.empty()) return;
+  by_token_.erase(seq.transfer_token);
+  seq.transfer_token.clear();
+}
+
+absl::StatusOr<kv_transfer::ReservationView> DecodeScheduler::Lookup(absl::string_view token) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  absl::StatusOr<Sequence*> found = FindByTokenLocked(token);
+  if (!found.ok()) return found.status();
+  Sequence& seq = **found;
+  if (seq.state != SequenceState::kAwaitingKv) {
+    return absl::FailedPreconditionError(absl::StrCat("request '", seq.spec.request_id,
+                                                      "' is not awaiting KV (it is ",
+                                                      SequenceStateName(seq.state), ")"));
+  }
+  if (absl::Status s = CheckLeaseLocked(seq, absl::Now()); !s.ok()) return s;
+  seq.lease.Touch(absl::Now());
+  kv_transfer::ReservationView view;
+  view.request_id = seq.spec.request_id;
+  view.n_prompt_tokens = static_cast<int64_t>(seq.spec.prompt_ids.size());
+  view.target_blocks.assign(seq.table.blocks.begin(),
+                            seq.table.blocks.begin() + static_cast<int64_t>(seq.kv_blocks.size()));
+  return view;
+}
+
+absl::Status DecodeScheduler::Pin(absl::string_view token, absl::Span<const int64_t> indices) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  absl::StatusOr<Sequence*> found = FindByTokenLocked(token);
+  if (!found.ok()) return found.status();
+  Sequence& seq = **found;
+  if (seq.state != SequenceState::kAwaitingKv) {
+    return absl::FailedPreconditionError(absl::StrCat("request '", seq.spec.request_id,
+                                                      "' is no longer awaiting KV (it is ",
+                                                      SequenceStateName(seq.state), ")"));
+  }
+  const absl::Time now = absl::Now();
+  if (absl::Status s = CheckLeaseLocked(seq, now); !s.ok()) return s;
+  const int64_t n_prompt_blocks = static_cast<int64_t>(seq.kv_blocks.size());
+  for (int64_t index : indices) {
+    const std::string where =
+        absl::StrCat("request '", seq.spec.request_id, "' KV block ", index, ": ");
+    if (index < 0 || index >= n_prompt_blocks) {
+      return FailLocked(seq, absl::InvalidArgumentError(absl::StrCat(
+                                 where, "index out of range [0, ", n_prompt_blocks, ")")));
+    }
+    if (seq.kv_blocks[index] != Sequence::kAbsent) {
+      return FailLocked(seq,
+                        absl::InvalidArgumentError(absl::StrCat(where, "sent more than once")));
+    }
+  }
+  for (int64_t index : indices) seq.kv_blocks[index] = Sequence::kInFlight;
+  ++seq.pins;
+  seq.lease.Touch(now);
+  return absl::OkStatus();
+}
+
+absl::Status DecodeScheduler::Unpin(absl::string_view token, absl::Span<const int64_t> indices,
+                                    absl::Status verdict) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  absl::StatusOr<Sequence*> found = FindByTokenLocked(token);
+  if (!found.ok()) return found.status();
+  Sequence& seq = **found;
+  --seq.pins;
+  for (int64_t index : indices) {
+    seq.kv_blocks[index] = verdict.ok() ? Sequence::kReceived : Sequence::kAbsent;
+  }
+  absl::Status result = verdict;
+  if (verdict.ok()) {
+    seq.n_kv_received += static_cast<int64_t>(indices.size());
+    seq.lease.Touch(absl::Now());
+    if (seq.state != SequenceState::kAwaitingKv) {
+      result = absl::FailedPreconditionError(absl::StrCat(
+          "request '", seq.spec.request_id, "' ended while its KV arrived (it is ",
+          SequenceStateName(seq.state), ")"));
+    }
+  } else if (seq.state == SequenceState::kAwaitingKv) {
+    (void)FailLocked(seq, verdict);
+  }
+  ForgetTokenIfDoneLocked(seq);
+  return result;
+}
+
+absl::Status DecodeScheduler::Complete(absl::string_view token, int32_t first_token) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  absl::StatusOr<Sequence*> found = FindByTokenLocked(token);
+  if (!found.ok()) return found.status();
+  Sequence& seq = **found;
+  const std::string& request_id = seq.spec.request_id;
   if (seq.state != SequenceState::kAwaitingKv) {
     return absl::FailedPreconditionError(absl::StrCat(
         "request '", request_id, "' is not awaiting KV (it is ", SequenceStateName(seq.state), ")"));
   }
-  return it->second;
-}
-
-absl::Status DecodeScheduler::InstallKv(const std::string& request_id, int64_t n_prompt_tokens,
-                                        absl::Span<const ReceivedBlock> blocks) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  absl::StatusOr<std::shared_ptr<Sequence>> found = FindAwaitingKvLocked(request_id);
-  if (!found.ok()) return found.status();
-  Sequence& seq = **found;
-  const int64_t n_prompt = static_cast<int64_t>(seq.spec.prompt_ids.size());
-  if (n_prompt_tokens != n_prompt) {
-    return FailLocked(seq, absl::InvalidArgumentError(absl::StrCat(
-                               "request '", request_id, "': KV is for ", n_prompt_tokens,
-                               " prompt tokens but the request has ", n_prompt)));
-  }
-  const kv::KvLayout& layout = pool_.layout();
-  const int64_t n_prompt_blocks = static_cast<int64_t>(seq.kv_received.size());
-  std::vector<kv::BlockId> targets;
-  std::vector<absl::Span<const uint8_t>> sources;
-  for (const ReceivedBlock& block : blocks) {
-    const std::string where =
-        absl::StrCat("request '", request_id, "' KV block ", block.index, ": ");
-    if (block.index < 0 || block.index >= n_prompt_blocks) {
-      return FailLocked(seq, absl::InvalidArgumentError(absl::StrCat(
-                                 where, "index out of range [0, ", n_prompt_blocks, ")")));
-    }
-    if (seq.kv_received[block.index]) {
-      return FailLocked(seq,
-                        absl::InvalidArgumentError(absl::StrCat(where, "sent more than once")));
-    }
-    const int64_t want_tokens = std::min<int64_t>(layout.block_size,
-                                                  n_prompt - block.index * layout.block_size);
-    if (block.n_tokens != want_tokens) {
-      return FailLocked(seq, absl::InvalidArgumentError(absl::StrCat(
-                                 where, "n_tokens is ", block.n_tokens, ", expected ",
-                                 want_tokens)));
-    }
-    if (block.data.size() != layout.BlockBytes()) {
-      return FailLocked(seq, absl::InvalidArgumentError(absl::StrCat(
-                                 where, "data is ", block.data.size(), " bytes, the layout (",
-                                 layout.DebugString(), ") needs ", layout.BlockBytes())));
-    }
-    const uint64_t checksum = XXH3_64bits(block.data.data(), block.data.size());
-    if (checksum != block.checksum) {
-      return FailLocked(seq, absl::DataLossError(absl::StrCat(
-                                 where, "checksum mismatch (sent ", block.checksum,
-                                 ", computed ", checksum, ")")));
-    }
-    targets.push_back(seq.table.blocks[block.index]);
-    sources.push_back(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(block.data.data()),
-                                          block.data.size()));
-    // Marked now so that a repeat within this chunk is caught too; a failure below fails the
-    // whole sequence, which makes the marks moot.
-    seq.kv_received[block.index] = true;
-    ++seq.n_kv_received;
-  }
-  // The chunk's blocks in one transfer (one crossing of the bus on a GPU pool).
-  if (absl::Status s = pool_.WriteBlocks(targets, sources); !s.ok()) return FailLocked(seq, s);
-  return absl::OkStatus();
-}
-
-absl::Status DecodeScheduler::CompleteKv(const std::string& request_id, int32_t first_token) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  absl::StatusOr<std::shared_ptr<Sequence>> found = FindAwaitingKvLocked(request_id);
-  if (!found.ok()) return found.status();
-  Sequence& seq = **found;
-  const int64_t n_prompt_blocks = static_cast<int64_t>(seq.kv_received.size());
+  const int64_t n_prompt_blocks = static_cast<int64_t>(seq.kv_blocks.size());
+  absl::Status problem;
   if (seq.n_kv_received != n_prompt_blocks) {
-    return FailLocked(seq, absl::InvalidArgumentError(absl::StrCat(
-                               "request '", request_id, "': the last KV chunk came after ",
-                               seq.n_kv_received, " of ", n_prompt_blocks, " prompt blocks")));
+    problem = absl::InvalidArgumentError(absl::StrCat("request '", request_id,
+                                                      "': the last KV chunk came after ",
+                                                      seq.n_kv_received, " of ", n_prompt_blocks,
+                                                      " prompt blocks"));
+  } else if (first_token < 0 || first_token >= config_.vocab_size) {
+    problem = absl::InvalidArgumentError(absl::StrCat("request '", request_id, "': first token ",
+                                                      first_token, " is outside the vocabulary [0, ",
+                                                      config_.vocab_size, ")"));
   }
-  if (first_token < 0 || first_token >= config_.vocab_size) {
-    return FailLocked(seq, absl::InvalidArgumentError(absl::StrCat(
-                               "request '", request_id, "': first token ", first_token,
-                               " is outside the vocabulary [0, ", config_.vocab_size, ")")));
+  if (!problem.ok()) {
+    (void)FailLocked(seq, problem);
+    ForgetTokenIfDoneLocked(seq);
+    return problem;
   }
   seq.table.n_tokens = static_cast<int64_t>(seq.spec.prompt_ids.size());
   if (IsEndToken(first_token) && !seq.spec.ignore_eos) {
     FinishLocked(seq, "eos");
-    return absl::OkStatus();
+  } else {
+    seq.tokens.push_back(first_token);
+    seq.n_output = 1;
+    if (seq.n_output >= seq.spec.max_tokens) {
+      FinishLocked(seq, "length");
+    } else {
+      seq.state = SequenceState::kReady;
+      ready_.push_back(by_token_.find(token)->second);
+      work_cv_.notify_all();
+    }
   }
-  seq.tokens.push_back(first_token);
-  seq.n_output = 1;
-  if (seq.n_output >= seq.spec.max_tokens) {
-    FinishLocked(seq, "length");
-    return absl::OkStatus();
-  }
-  seq.state = SequenceState::kReady;
-  ready_.push_back(*found);
-  work_cv_.notify_all();
+  ForgetTokenIfDoneLocked(seq);
   return absl::OkStatus();
 }
 
-void DecodeScheduler::Fail(const std::string& request_id, const absl::Status& error) {
+void DecodeScheduler::Fail(absl::string_view token, const absl::Status& error) {
   std::lock_guard<std::mutex> lock(mutex_);
-  auto it = sequences_.find(request_id);
-  if (it == sequences_.end()) return;
-  Sequence& seq = *it->second;
-  if (IsTerminal(seq.state) || seq.state == SequenceState::kWaitingForBlocks) return;
-  (void)FailLocked(seq, error);
+  absl::StatusOr<Sequence*> found = FindByTokenLocked(token);
+  if (!found.ok()) return;
+  Sequence& seq = **found;
+  if (seq.state == SequenceState::kAwaitingKv) (void)FailLocked(seq, error);
+  ForgetTokenIfDoneLocked(seq);
 }
 
 absl::Status DecodeScheduler::WaitEvents(const std::string& request_id, absl::Time until,
@@ -294,8 +353,10 @@ absl::Status DecodeScheduler::WaitEvents(const std::string& request_id, absl::Ti
     return absl::NotFoundError(absl::StrCat("unknown request id '", request_id, "'"));
   }
   std::shared_ptr<Sequence> seq = it->second;
+  if (seq->state == SequenceState::kAwaitingKv) until = std::min(until, seq->lease.expiry());
   events_cv_.wait_until(lock, absl::ToChronoTime(until),
                         [&] { return !seq->events.empty() || stop_; });
+  (void)CheckLeaseLocked(*seq, absl::Now());
   while (!seq->events.empty()) {
     events->push_back(std::move(seq->events.front()));
     seq->events.pop_front();
@@ -366,7 +427,9 @@ void DecodeScheduler::EndLocked(Sequence& seq, SequenceState state, SequenceEven
   ready_.erase(std::remove_if(ready_.begin(), ready_.end(),
                               [&](const std::shared_ptr<Sequence>& s) { return s.get() == &seq; }),
                ready_.end());
-  if (!seq.in_step) FreeBlocksLocked(seq);  // else the scheduler thread frees after the step
+  // A step or a receive session using the blocks: whoever finishes last frees them.
+  if (!seq.in_step && seq.pins == 0) FreeBlocksLocked(seq);
+  ForgetTokenIfDoneLocked(seq);
   seq.events.push_back(std::move(event));
   events_cv_.notify_all();
 }

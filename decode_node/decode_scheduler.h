@@ -3,13 +3,21 @@
 //
 // A sequence arrives with its prompt ids (never recomputed here), reserves KV blocks for
 // prompt + max_tokens up front, receives the prompt's KV and first token from a prefill worker
-// (InstallKv / CompleteKv), then joins the running batch: every step runs ALL decoding sequences
+// through the transfer layer (this class is its KvReservationTable: a receive session opens the
+// reservation with its one-time transfer token, checks and copies blocks outside mutex_, and
+// commits them in short critical sections), then joins the running batch: every step runs ALL decoding sequences
 // together as one ForwardPass::Forward call, one token each, and samples each with its own
 // parameters at its own position, exactly as engine::Generate does. Sequences join and leave only
 // between steps. Every block a sequence holds is freed when it ends, for any reason.
 //
+// A reservation awaiting KV is a lease (common/kv_transfer/kv_lease.h): when no KV arrives for
+// SchedulerOptions::kv_lease.idle, or the handoff takes longer than kv_lease.max, the sequence
+// fails (ABORTED) and its blocks return to the pool.
+//
 // Thread model: one scheduler thread runs the steps; any thread may call the public methods.
-// Lock order: mutex_ only (the pool has its own internal lock, taken under mutex_).
+// Lock order: mutex_ only (the pool has its own internal lock, taken under mutex_). Block bytes
+// are never copied under mutex_: the step runs without it, and receive sessions copy between
+// Pin and Unpin, during which the sequence's blocks cannot be freed.
 
 #include <condition_variable>
 #include <cstdint>
@@ -28,6 +36,8 @@
 #include "absl/types/span.h"
 #include "common/engine/forward_pass.h"
 #include "common/kv/kv_block_pool.h"
+#include "common/kv_transfer/kv_lease.h"
+#include "common/kv_transfer/reservation_table.h"
 #include "common/model/model_weights.h"
 #include "common/sampling/sampler.h"
 
@@ -66,13 +76,11 @@ struct SequenceEvent {
   absl::Status error;                 // kError
 };
 
-// One received block, already separated from its wire message. `data` is only read during the
-// call.
-struct ReceivedBlock {
-  int64_t index = 0;
-  int64_t n_tokens = 0;
-  absl::Span<const uint8_t> data;
-  uint64_t checksum = 0;  // XXH3-64, seed 0, of data
+// A reservation as Reserve answers it: what the handoff to the prefill worker needs.
+struct Reservation {
+  int64_t n_blocks = 0;                   // reserved for prompt + max_tokens
+  std::string transfer_token;             // one-time; opens the reservation for KV
+  std::vector<kv::BlockId> prompt_blocks;  // where the prompt's blocks go, in order
 };
 
 struct SchedulerLoad {
@@ -88,16 +96,18 @@ struct SchedulerOptions {
   // one). 0 in production; tests slow a tiny model down with it so that behaviour that depends
   // on timing (joining mid-generation, a deadline passing while decoding) is observable.
   absl::Duration min_step_duration = absl::ZeroDuration();
+  kv_transfer::KvLeaseOptions kv_lease;
+  std::string model_fingerprint;  // of the model this worker runs; empty when unknown
 };
 
-class DecodeScheduler {
+class DecodeScheduler final : public kv_transfer::KvReservationTable {
  public:
   // All references must outlive the scheduler; `forward` must run over `pool`. `end_ids` are the
   // tokenizer's end-of-generation ids. Starts the scheduler thread.
   DecodeScheduler(const model::ModelConfig& config, kv::KvBlockPool& pool,
                   engine::ForwardPass& forward, std::vector<int32_t> end_ids,
                   SchedulerOptions options);
-  ~DecodeScheduler();  // stops the thread; every sequence still held is cancelled
+  ~DecodeScheduler() override;  // stops the thread; every sequence still held is cancelled
   DecodeScheduler(const DecodeScheduler&) = delete;
   DecodeScheduler& operator=(const DecodeScheduler&) = delete;
 
@@ -105,26 +115,24 @@ class DecodeScheduler {
   // nothing. InvalidArgument for a bad spec; AlreadyExists for a request id in use;
   // ResourceExhausted at once when the blocks can never fit the pool; otherwise waits for room
   // until `deadline` (DeadlineExceeded) or `is_cancelled()` (Cancelled), polled every few ms.
-  // Returns the number of blocks reserved; the sequence is then kAwaitingKv.
-  absl::StatusOr<int64_t> Reserve(const DecodeSpec& spec, absl::Time deadline,
-                                  const std::function<bool()>& is_cancelled);
+  // The sequence is then kAwaitingKv and its lease starts.
+  absl::StatusOr<Reservation> Reserve(const DecodeSpec& spec, absl::Time deadline,
+                                      const std::function<bool()>& is_cancelled);
 
-  // Verifies received blocks and copies them into the sequence's reserved blocks. NotFound for
-  // an unknown request; FailedPrecondition when it is not awaiting KV (neither fails it).
-  // Otherwise any problem (n_prompt_tokens differing from the prompt, index out of range or
-  // repeated, inconsistent n_tokens, wrong data size: InvalidArgument; checksum: DataLoss) fails
-  // the sequence, frees its blocks and is returned.
-  absl::Status InstallKv(const std::string& request_id, int64_t n_prompt_tokens,
-                         absl::Span<const ReceivedBlock> blocks);
-  // The last chunk: every prompt block must have arrived (else InvalidArgument, failing the
-  // sequence) and `first_token` must be in the vocabulary. The sequence becomes kReady, or ends
-  // at once when the first token is an end token (and !ignore_eos) or max_tokens is 1.
-  absl::Status CompleteKv(const std::string& request_id, int32_t first_token);
-  // Fails the sequence with `error` (e.g. a layout mismatch found by the receiver) and frees its
-  // blocks. No-op for unknown or ended sequences.
-  void Fail(const std::string& request_id, const absl::Status& error);
+  // kv_transfer::KvReservationTable (the contract is in reservation_table.h). Complete makes
+  // the sequence kReady, or ends it at once when the first token is an end token (and
+  // !ignore_eos) or max_tokens is 1.
+  const kv::KvLayout& layout() const override { return pool_.layout(); }
+  const std::string& model_fingerprint() const override { return options_.model_fingerprint; }
+  absl::StatusOr<kv_transfer::ReservationView> Lookup(absl::string_view token) override;
+  absl::Status Pin(absl::string_view token, absl::Span<const int64_t> indices) override;
+  absl::Status Unpin(absl::string_view token, absl::Span<const int64_t> indices,
+                     absl::Status verdict) override;
+  absl::Status Complete(absl::string_view token, int32_t first_token) override;
+  void Fail(absl::string_view token, const absl::Status& error) override;
 
-  // Waits until `request_id` has events or `until` passes; moves them into `events`.
+  // Waits until `request_id` has events or `until` passes; moves them into `events`. A sequence
+  // awaiting KV whose lease ran out fails here (its kError event is among `events`).
   // NotFound for an unknown request.
   absl::Status WaitEvents(const std::string& request_id, absl::Time until,
                           std::vector<SequenceEvent>* events);
@@ -134,7 +142,7 @@ class DecodeScheduler {
 
   SequenceState StateOf(const std::string& request_id) const;  // kCancelled when unknown
   SchedulerLoad Load() const;
-  const kv::KvLayout& layout() const { return pool_.layout(); }
+  const SchedulerOptions& options() const { return options_; }
   // Prompt positions this worker ever ran through the model: stays 0 (prompts come as KV).
   int64_t prompt_tokens_computed() const;
   // Largest batch any step ran so far.
@@ -149,9 +157,13 @@ class DecodeScheduler {
   void EndLocked(Sequence& seq, SequenceState state, SequenceEvent event);
   void FreeBlocksLocked(Sequence& seq);
   absl::Status FailLocked(Sequence& seq, absl::Status error);
-  // The sequence `request_id` names, if it is awaiting KV: NotFound or FailedPrecondition else.
-  // Requires mutex_.
-  absl::StatusOr<std::shared_ptr<Sequence>> FindAwaitingKvLocked(const std::string& request_id);
+  // The sequence `token` opens: PermissionDenied when none does. Requires mutex_.
+  absl::StatusOr<Sequence*> FindByTokenLocked(absl::string_view token);
+  // Fails `seq` when it awaits KV and its lease ran out at `now`; the lease's status, or OK.
+  absl::Status CheckLeaseLocked(Sequence& seq, absl::Time now);
+  // The token stops opening anything once the sequence no longer awaits KV and no session
+  // holds a pin; the last pin out frees an ended sequence's blocks.
+  void ForgetTokenIfDoneLocked(Sequence& seq);
   void FinishLocked(Sequence& seq, const char* reason);
   bool IsEndToken(int32_t token) const;
 
@@ -166,6 +178,8 @@ class DecodeScheduler {
   std::condition_variable events_cv_;  // consumers: events queued; Reserve: blocks freed
   bool stop_ = false;                                         // guarded by mutex_
   std::map<std::string, std::shared_ptr<Sequence>> sequences_;  // guarded by mutex_
+  // Sequences by transfer token, while awaiting KV or pinned by a receive session.
+  std::map<std::string, std::shared_ptr<Sequence>, std::less<>> by_token_;  // guarded by mutex_
   std::deque<std::shared_ptr<Sequence>> ready_;               // kReady, arrival order
   std::vector<std::shared_ptr<Sequence>> running_;            // kDecoding (scheduler thread)
   int64_t n_waiting_for_blocks_ = 0;                          // guarded by mutex_

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/kv_transfer/grpc/handoff_proto.h"
 #include "common/rpc/grpc_status.h"
 #include "common/rpc/proto_convert.h"
 
@@ -58,18 +59,27 @@ grpc::Status DecodeWorkerService::Decode(grpc::ServerContext* context,
   spec.ignore_eos = request->ignore_eos();
 
   const absl::Time deadline = CallDeadline(*context);
-  absl::StatusOr<int64_t> n_blocks =
+  absl::StatusOr<Reservation> reservation =
       scheduler_.Reserve(spec, deadline, [context] { return context->IsCancelled(); });
-  if (!n_blocks.ok()) return rpc::ToGrpcStatus(n_blocks.status());
+  if (!reservation.ok()) return rpc::ToGrpcStatus(reservation.status());
   ScopedRelease release(scheduler_, spec.request_id);
 
+  kv_transfer::Handoff handoff;
+  handoff.transfer_token = reservation->transfer_token;
+  handoff.target_blocks = reservation->prompt_blocks;
+  handoff.layout = scheduler_.layout();
+  handoff.model_fingerprint = scheduler_.model_fingerprint();
+  handoff.offers = options_.kv_offers;
+  if (handoff.offers.empty()) handoff.offers.push_back({std::string(kv_transfer::kGrpcTransport)});
+  handoff.lease_idle = scheduler_.options().kv_lease.idle;
+  handoff.lease_max = scheduler_.options().kv_lease.max;
   v1::DecodeEvent reserved;
-  reserved.mutable_reserved()->set_kv_blocks(static_cast<int32_t>(*n_blocks));
+  reserved.mutable_reserved()->set_kv_blocks(static_cast<int32_t>(reservation->n_blocks));
+  *reserved.mutable_reserved()->mutable_handoff() = kv_transfer::HandoffToProto(handoff);
   if (!writer->Write(reserved)) {
     return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
   }
 
-  const absl::Time kv_deadline = std::min(deadline, absl::Now() + options_.kv_timeout);
   std::vector<SequenceEvent> events;
   while (true) {
     events.clear();
@@ -107,100 +117,7 @@ grpc::Status DecodeWorkerService::Decode(grpc::ServerContext* context,
                                        SequenceStateName(scheduler_.StateOf(spec.request_id)),
                                        ")"));
     }
-    if (absl::Now() >= kv_deadline &&
-        scheduler_.StateOf(spec.request_id) == SequenceState::kAwaitingKv) {
-      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                          absl::StrCat("request '", spec.request_id,
-                                       "': its KV did not arrive in time"));
-    }
   }
-}
-
-grpc::Status KvReceiverService::PushKv(grpc::ServerContext* context,
-                                       grpc::ServerReader<v1::KvChunk>* reader,
-                                       v1::PushKvResponse* response) {
-  v1::KvChunk chunk;
-  std::string request_id;
-  int64_t n_prompt_tokens = 0;
-  int64_t n_blocks = 0;
-  bool first = true;
-  bool done = false;
-  const kv::KvLayout& ours = scheduler_.layout();
-  // Fails the sequence (its Decode stream ends with `error`) and answers the sender with it.
-  auto fail = [&](absl::Status error) {
-    scheduler_.Fail(request_id, error);
-    return rpc::ToGrpcStatus(error);
-  };
-  while (reader->Read(&chunk)) {
-    if (first) {
-      first = false;
-      request_id = chunk.request_id();
-      if (request_id.empty()) {
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            "the first KV chunk names no request_id");
-      }
-      n_prompt_tokens = chunk.n_prompt_tokens();
-      // Unknown or not-awaiting requests are answered without failing anyone.
-      if (absl::Status s = scheduler_.InstallKv(request_id, n_prompt_tokens, {}); !s.ok()) {
-        return rpc::ToGrpcStatus(s);
-      }
-      if (!chunk.has_layout()) {
-        return fail(absl::InvalidArgumentError(
-            absl::StrCat("request '", request_id, "': the first KV chunk carries no layout")));
-      }
-    } else if (done) {
-      return fail(absl::InvalidArgumentError(
-          absl::StrCat("request '", request_id, "': a KV chunk came after the last one")));
-    } else if (!chunk.request_id().empty() && chunk.request_id() != request_id) {
-      return fail(absl::InvalidArgumentError(absl::StrCat(
-          "KV stream for request '", request_id, "' carries a chunk for '", chunk.request_id(),
-          "'")));
-    }
-    if (chunk.has_layout()) {
-      absl::StatusOr<kv::KvLayout> theirs = rpc::KvLayoutFromProto(chunk.layout());
-      if (!theirs.ok()) {
-        return fail(absl::InvalidArgumentError(absl::StrCat(
-            "request '", request_id, "': bad KV layout: ", theirs.status().message())));
-      }
-      if (!(*theirs == ours)) {
-        return fail(absl::InvalidArgumentError(absl::StrCat(
-            "request '", request_id, "': KV layout mismatch: sender has ",
-            theirs->DebugString(), ", this worker has ", ours.DebugString())));
-      }
-    }
-    std::vector<ReceivedBlock> blocks;
-    blocks.reserve(chunk.blocks_size());
-    for (const v1::KvBlock& block : chunk.blocks()) {
-      ReceivedBlock in;
-      in.index = block.index();
-      in.n_tokens = block.n_tokens();
-      in.data = absl::Span<const uint8_t>(reinterpret_cast<const uint8_t*>(block.data().data()),
-                                          block.data().size());
-      in.checksum = block.checksum();
-      blocks.push_back(in);
-    }
-    // On a bad block the scheduler has already failed the sequence and freed its blocks.
-    if (absl::Status s = scheduler_.InstallKv(request_id, n_prompt_tokens, blocks); !s.ok()) {
-      return rpc::ToGrpcStatus(s);
-    }
-    n_blocks += chunk.blocks_size();
-    if (chunk.last()) {
-      if (absl::Status s = scheduler_.CompleteKv(request_id, chunk.first_token()); !s.ok()) {
-        return rpc::ToGrpcStatus(s);
-      }
-      done = true;
-    }
-  }
-  if (first) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the KV stream carried no chunk");
-  }
-  if (!done) {
-    return fail(absl::InvalidArgumentError(absl::StrCat(
-        "request '", request_id, "': the KV stream ended before its last chunk",
-        context->IsCancelled() ? " (the sender cancelled)" : "")));
-  }
-  response->set_blocks_received(static_cast<int32_t>(n_blocks));
-  return grpc::Status::OK;
 }
 
 }  // namespace pdserve::decode

@@ -1,28 +1,31 @@
 #pragma once
-// The decode worker's gRPC services: thin shells around DecodeScheduler.
+// The decode worker's Decode service: a thin shell around DecodeScheduler.
 //
-// DecodeWorkerService.Decode: Reserve → `reserved` → wait for the KV (bounded by the call's
-// deadline and by kv_timeout) → stream tokens with index >= 1 → `finished`. The caller going
-// away or its deadline passing ends the sequence (it leaves the batch, its blocks are freed).
-// KvReceiverService.PushKv: verifies every chunk and installs its blocks; a bad chunk fails that
-// one sequence (its Decode stream ends with the same error).
+// DecodeWorkerService.Decode: Reserve → `reserved` with the KV handoff (transfer token, target
+// blocks, layout, the transports offered, the lease) → wait for the KV (bounded by the call's
+// deadline and by the reservation's lease) → stream tokens with index >= 1 → `finished`. The
+// caller going away or its deadline passing ends the sequence (it leaves the batch, its blocks
+// are freed). The KV itself arrives through the transfer layer (KvReceiver.PushKv:
+// common/kv_transfer/grpc/kv_receiver_service.h, over this worker's scheduler); a bad chunk
+// fails that one sequence, whose Decode stream ends with the same error.
 //
-// Both are synchronous handlers whose every wait is bounded (polled every few ms against
-// cancellation and deadlines).
+// A synchronous handler whose every wait is bounded (polled every few ms against cancellation
+// and deadlines).
 
-#include <chrono>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "common.pb.h"
+#include "common/kv_transfer/handoff.h"
 #include "decode_node/decode_scheduler.h"
-#include "kv_transfer.grpc.pb.h"
 #include "worker.grpc.pb.h"
 
 namespace pdserve::decode {
 
 struct DecodeServiceOptions {
-  // Longest wait for a reserved sequence's KV when the call has no earlier deadline.
-  absl::Duration kv_timeout = absl::Seconds(60);
+  // What every reservation offers the prefill worker, in order of preference; grpc (the control
+  // stream) when empty.
+  std::vector<kv_transfer::TransportOffer> kv_offers;
 };
 
 class DecodeWorkerService final : public v1::DecodeWorker::Service {
@@ -36,17 +39,6 @@ class DecodeWorkerService final : public v1::DecodeWorker::Service {
  private:
   DecodeScheduler& scheduler_;
   const DecodeServiceOptions options_;
-};
-
-class KvReceiverService final : public v1::KvReceiver::Service {
- public:
-  explicit KvReceiverService(DecodeScheduler& scheduler) : scheduler_(scheduler) {}
-
-  grpc::Status PushKv(grpc::ServerContext* context, grpc::ServerReader<v1::KvChunk>* reader,
-                      v1::PushKvResponse* response) override;
-
- private:
-  DecodeScheduler& scheduler_;
 };
 
 // The load a decode worker reports with each heartbeat.

@@ -12,6 +12,11 @@
 #include "cli/engine_flags.h"
 #include "cli/worker_flags.h"
 #include "common/engine/engine.h"
+#include "common/model/model_fingerprint.h"
+#include "common/kv_transfer/grpc/kv_receiver_service.h"
+#include "common/kv_transfer/handoff.h"
+#include "common/kv_transfer/shm/shared_memory_region.h"
+#include "common/kv_transfer/tcp/tcp_kv_receiver.h"
 #include "common/rpc/server_process.h"
 #include "decode_node/decode_scheduler.h"
 #include "decode_node/decode_service.h"
@@ -38,7 +43,13 @@ int Run(int argc, char** argv) {
   cli::AddWorkerServingFlags(parser);
   parser.AddString("kv-pool-tokens", "tokens the KV pool holds (default 8192)");
   parser.AddString("max-batch", "most sequences in one decode step (default 32)");
-  parser.AddString("kv-timeout-ms", "longest wait for a sequence's KV (default 60000)");
+  parser.AddString("kv-lease-idle-ms",
+                   "a reservation fails when no KV arrives for this long (default 10000)");
+  parser.AddString("kv-lease-max-ms",
+                   "a reservation fails when its KV takes longer in all (default 60000)");
+  parser.AddString("kv-transport",
+                   "how KV may arrive: auto (every transport this worker can take), grpc, shm "
+                   "or tcp (default auto)");
   parser.AddBool("help", "show this help");
   if (absl::Status s = parser.Parse(argc, argv); !s.ok()) {
     return Fail(absl::StrCat(s.message(), "\n", parser.Usage(kProgram)), 2);
@@ -53,28 +64,73 @@ int Run(int argc, char** argv) {
   if (!serving.ok()) return Fail(std::string(serving.status().message()), 2);
   absl::StatusOr<int64_t> pool_tokens = parser.GetInt("kv-pool-tokens", 8192);
   absl::StatusOr<int64_t> max_batch = parser.GetInt("max-batch", 32);
-  absl::StatusOr<int64_t> kv_timeout_ms = parser.GetInt("kv-timeout-ms", 60000);
-  for (const absl::Status& s :
-       {pool_tokens.status(), max_batch.status(), kv_timeout_ms.status()}) {
+  absl::StatusOr<int64_t> lease_idle_ms = parser.GetInt("kv-lease-idle-ms", 10000);
+  absl::StatusOr<int64_t> lease_max_ms = parser.GetInt("kv-lease-max-ms", 60000);
+  absl::StatusOr<kv_transfer::TransportMode> transport =
+      kv_transfer::ParseTransportMode(parser.GetString("kv-transport", "auto"));
+  for (const absl::Status& s : {pool_tokens.status(), max_batch.status(), lease_idle_ms.status(),
+                                lease_max_ms.status(), transport.status()}) {
     if (!s.ok()) return Fail(std::string(s.message()), 2);
   }
   if (*pool_tokens < 1) return Fail("--kv-pool-tokens must be at least 1", 2);
   if (*max_batch < 1 || *max_batch > 4096) return Fail("--max-batch must be in [1, 4096]", 2);
-  if (*kv_timeout_ms < 1) return Fail("--kv-timeout-ms must be at least 1", 2);
+  constexpr int64_t kMaxLeaseMs = int64_t{24} * 3600 * 1000;
+  for (const auto& [flag, value] : {std::pair{"--kv-lease-idle-ms", *lease_idle_ms},
+                                    std::pair{"--kv-lease-max-ms", *lease_max_ms}}) {
+    if (value < 1 || value > kMaxLeaseMs) {
+      return Fail(absl::StrCat(flag, " must be in [1, ", kMaxLeaseMs, "], got ", value), 2);
+    }
+  }
   options->kv_pool_tokens = *pool_tokens;
+  // The shm transport needs the pool in shared memory, which only a host pool can be.
+  const bool offer_shm = options->device == engine::Device::kCpu &&
+                         kv_transfer::ModeAllows(*transport, kv_transfer::kShmTransport);
+  if (*transport == kv_transfer::TransportMode::kShm && !offer_shm) {
+    return Fail("--kv-transport shm needs --device cpu (the pool must be in host memory)", 2);
+  }
+  options->kv_pool_in_shared_memory = offer_shm;
 
   absl::StatusOr<std::unique_ptr<engine::Engine>> engine = engine::Engine::Load(*options);
   if (!engine.ok()) return Fail(std::string(engine.status().message()), 1);
+  absl::StatusOr<std::string> fingerprint =
+      model::ModelFingerprint(options->model_path, options->tokenizer_path);
+  if (!fingerprint.ok()) return Fail(std::string(fingerprint.status().message()), 1);
   std::cerr << (*engine)->DeviceReport() << "\n" << (*engine)->KvMemoryReport() << "\n";
 
   SchedulerOptions scheduler_options;
+  scheduler_options.model_fingerprint = *fingerprint;
   scheduler_options.max_batch = static_cast<int>(*max_batch);
+  scheduler_options.kv_lease.idle = absl::Milliseconds(*lease_idle_ms);
+  scheduler_options.kv_lease.max = absl::Milliseconds(*lease_max_ms);
   DecodeScheduler scheduler((*engine)->config(), (*engine)->kv_pool(), (*engine)->forward(),
                             (*engine)->tokenizer().end_of_generation_ids(), scheduler_options);
   DecodeServiceOptions service_options;
-  service_options.kv_timeout = absl::Milliseconds(*kv_timeout_ms);
+  if (offer_shm) {
+    absl::StatusOr<std::string> boot_id = kv_transfer::HostBootId();
+    if (!boot_id.ok()) return Fail(std::string(boot_id.status().message()), 1);
+    service_options.kv_offers.push_back(
+        {std::string(kv_transfer::kShmTransport), (*engine)->kv_pool_shm_name(), *boot_id});
+  }
+  // tcp: blocks read straight into the pool, on an ephemeral port of the listening host (the
+  // offer's ":port" means the host prefill reaches this worker's gRPC address at).
+  kv_transfer::TcpKvReceiver tcp_receiver(scheduler, (*engine)->kv_pool());
+  const bool offer_tcp = (*engine)->kv_pool().on_host() &&
+                         kv_transfer::ModeAllows(*transport, kv_transfer::kTcpTransport);
+  if (*transport == kv_transfer::TransportMode::kTcp && !offer_tcp) {
+    return Fail("--kv-transport tcp needs --device cpu (the pool must be in host memory)", 2);
+  }
+  if (offer_tcp) {
+    if (absl::Status s = tcp_receiver.Start(serving->listen.host, 0); !s.ok()) {
+      return Fail(std::string(s.message()), 1);
+    }
+    service_options.kv_offers.push_back(
+        {std::string(kv_transfer::kTcpTransport), absl::StrCat(":", tcp_receiver.port())});
+  }
+  if (kv_transfer::ModeAllows(*transport, kv_transfer::kGrpcTransport)) {
+    service_options.kv_offers.push_back({std::string(kv_transfer::kGrpcTransport)});
+  }
   DecodeWorkerService decode_service(scheduler, service_options);
-  KvReceiverService kv_service(scheduler);
+  kv_transfer::KvReceiverService kv_service(scheduler, (*engine)->kv_pool());
 
   cli::WorkerServer server;
   server.role = v1::WORKER_ROLE_DECODE;
@@ -82,6 +138,7 @@ int Run(int argc, char** argv) {
   server.max_receive_message_bytes = kMaxKvMessageBytes;
   server.kv_layout = (*engine)->kv_pool().layout();
   server.model_path = options->model_path;
+  server.model_fingerprint = *fingerprint;
   server.load = [&scheduler] { return WorkerLoadToProto(scheduler.Load()); };
   return cli::ServeWorkerUntilSignal(kProgram, signals, *serving, server);
 }

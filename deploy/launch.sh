@@ -110,6 +110,7 @@ declare -A cfg=(
 known_keys="model tokenizer host router_port prefill_workers decode_workers prefill_base_port"
 known_keys+=" decode_base_port threads prefill_cpus decode_cpus router_cpus kv_pool_tokens"
 known_keys+=" max_batch router_flags prefill_flags decode_flags health_timeout_s device dtype"
+known_keys+=" kv_transport"
 line_no=0
 while IFS= read -r line || [ -n "$line" ]; do
   line_no=$((line_no + 1))
@@ -186,6 +187,8 @@ tokenizer_args=()
 device_args=()
 [ -z "${cfg[device]:-}" ] || device_args+=(--device "${cfg[device]}")
 [ -z "${cfg[dtype]:-}" ] || device_args+=(--dtype "${cfg[dtype]}")
+# How KV moves from prefill to decode: both sides take the same mode (the workers check it).
+[ -z "${cfg[kv_transport]:-}" ] || device_args+=(--kv-transport "${cfg[kv_transport]}")
 read -r -a router_extra <<<"${cfg[router_flags]:-}"
 read -r -a prefill_extra <<<"${cfg[prefill_flags]:-}"
 read -r -a decode_extra <<<"${cfg[decode_flags]:-}"

@@ -6,9 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/kv/block_key.h"
-#include "common/rpc/proto_convert.h"
-#include "xxhash.h"
+#include "absl/time/clock.h"
 
 namespace pdserve::prefill {
 namespace {
@@ -18,15 +16,6 @@ constexpr std::chrono::milliseconds kPollInterval{20};
 
 double SecondsBetween(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
-}
-
-std::string KeyBytes(const kv::BlockKey& key) {
-  std::string bytes(16, '\0');
-  for (int i = 0; i < 8; ++i) {
-    bytes[i] = static_cast<char>((key.low >> (8 * i)) & 0xff);
-    bytes[8 + i] = static_cast<char>((key.high >> (8 * i)) & 0xff);
-  }
-  return bytes;
 }
 
 }  // namespace
@@ -41,27 +30,24 @@ struct PrefillScheduler::Job {
   std::atomic<bool> cancelled{false};     // the caller gave up (or the scheduler is stopping)
   absl::Status cancel_reason;             // guarded by the scheduler's mutex_
 
-  // The stream while it is open, so that a cancelling caller can break a blocked Send.
-  std::mutex sink_mutex;
-  KvSink* sink = nullptr;  // guarded by sink_mutex
+  // The handoff while it is open, so that a cancelling caller can break a blocked send.
+  std::mutex sender_mutex;
+  kv_transfer::KvHandoffSender* sender = nullptr;  // guarded by sender_mutex
 
   void CancelSink() {
-    std::lock_guard<std::mutex> lock(sink_mutex);
-    if (sink != nullptr) sink->Cancel();
+    std::lock_guard<std::mutex> lock(sender_mutex);
+    if (sender != nullptr) sender->Cancel();
   }
 };
 
-PrefillScheduler::PrefillScheduler(engine::Engine& engine, KvSinkFactory& sinks,
+PrefillScheduler::PrefillScheduler(engine::Engine& engine,
+                                   kv_transfer::KvSendStreamFactory& transports,
                                    PrefillSchedulerOptions options)
     : engine_(engine),
-      sinks_(sinks),
+      transports_(transports),
       options_(std::move(options)),
-      chunk_blocks_([&] {
-        const size_t block_bytes = engine.kv_pool().layout().BlockBytes();
-        const int by_bytes =
-            static_cast<int>(std::max<size_t>(1, options_.max_chunk_bytes / block_bytes));
-        return std::max(1, std::min(options_.max_chunk_blocks, by_bytes));
-      }()) {
+      chunk_blocks_(kv_transfer::ChunkBlocks(engine.kv_pool().layout(), options_.max_chunk_blocks,
+                                             options_.max_chunk_bytes)) {
   const int n = std::max(1, options_.n_executors);
   for (int i = 0; i < n; ++i) executors_.emplace_back([this] { ExecutorLoop(); });
 }
@@ -97,7 +83,7 @@ void PrefillScheduler::Shutdown() {
 absl::Status PrefillScheduler::Validate(const PrefillJob& job) const {
   const model::ModelConfig& config = engine_.config();
   if (job.request_id.empty()) return absl::InvalidArgumentError("request_id is empty");
-  if (job.decode_address.empty()) {
+  if (job.handoff.control_address.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("request ", job.request_id, ": decode_address is empty"));
   }
@@ -122,6 +108,11 @@ absl::Status PrefillScheduler::Validate(const PrefillJob& job) const {
   }
   if (absl::Status s = sampling::ValidateSamplingParams(job.sampling); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("request ", job.request_id, ": ", s.message()));
+  }
+  if (absl::Status s = kv_transfer::CheckHandoff(job.handoff, engine_.kv_pool().layout(),
+                                                 options_.model_fingerprint, n_prompt);
+      !s.ok()) {
+    return s;
   }
   const int block_size = engine_.kv_pool().layout().block_size;
   const int64_t n_blocks = (n_prompt + block_size - 1) / block_size;
@@ -254,7 +245,6 @@ absl::StatusOr<PrefillOutcome> PrefillScheduler::RunJob(Job& job) {
   kv::KvBlockPool& pool = engine_.kv_pool();
   const kv::KvLayout& layout = pool.layout();
   const int block_size = layout.block_size;
-  const size_t block_bytes = layout.BlockBytes();
   const std::vector<int32_t>& prompt = request.prompt_ids;
   const int64_t n_prompt = static_cast<int64_t>(prompt.size());
   const int64_t n_blocks = (n_prompt + block_size - 1) / block_size;
@@ -274,27 +264,41 @@ absl::StatusOr<PrefillOutcome> PrefillScheduler::RunJob(Job& job) {
     if (absl::Status s = pool.ZeroBlock(table.blocks.back()); !s.ok()) return s;
   }
 
-  std::unique_ptr<KvSink> sink = sinks_.Open(request.decode_address, request.deadline);
-  {
-    std::lock_guard<std::mutex> lock(job.sink_mutex);
-    job.sink = sink.get();
+  // The decode worker gives up on the reservation when its lease runs out: so do we.
+  absl::Time deadline = absl::FromChrono(request.deadline);
+  if (request.handoff.lease_max > absl::ZeroDuration()) {
+    deadline = std::min(deadline, absl::Now() + request.handoff.lease_max);
   }
-  struct ForgetSinkOnExit {
+  kv_transfer::SenderHello hello;
+  hello.request_id = request.request_id;
+  hello.transfer_token = request.handoff.transfer_token;
+  hello.layout = layout;
+  hello.model_fingerprint = options_.model_fingerprint;
+  hello.n_prompt_tokens = n_prompt;
+  absl::StatusOr<std::unique_ptr<kv_transfer::KvSendStream>> stream =
+      transports_.Open(request.handoff, hello, deadline);
+  if (!stream.ok()) return stream.status();
+  kv_transfer::KvHandoffSender sender(pool, request.handoff, prompt, *std::move(stream));
+  {
+    std::lock_guard<std::mutex> lock(job.sender_mutex);
+    job.sender = &sender;
+  }
+  struct ForgetSenderOnExit {
     Job& job;
-    ~ForgetSinkOnExit() {
-      std::lock_guard<std::mutex> lock(job.sink_mutex);
-      job.sink = nullptr;
+    ~ForgetSenderOnExit() {
+      std::lock_guard<std::mutex> lock(job.sender_mutex);
+      job.sender = nullptr;
     }
-  } forget_sink{job};
+  } forget_sender{job};
 
-  kv::BlockKey parent = kv::kRootBlockKey;
-  int chunk_index = 0;
   for (int64_t first_block = 0; first_block < n_blocks; first_block += chunk_blocks_) {
     if (absl::Status s = StopReason(job); !s.ok()) {
-      sink->Cancel();
+      sender.Cancel();
       return s;
     }
-    if (options_.before_chunk) options_.before_chunk(request.request_id, chunk_index);
+    if (options_.before_chunk) {
+      options_.before_chunk(request.request_id, static_cast<int>(first_block / chunk_blocks_));
+    }
     const int64_t end_block = std::min<int64_t>(n_blocks, first_block + chunk_blocks_);
     const int64_t begin_pos = first_block * block_size;
     const int64_t end_pos = std::min<int64_t>(n_prompt, end_block * block_size);
@@ -313,61 +317,28 @@ absl::StatusOr<PrefillOutcome> PrefillScheduler::RunJob(Job& job) {
       outcome.prefill_seconds += SecondsBetween(start, Clock::now());
     }
     if (!logits.ok()) {
-      sink->Cancel();
+      sender.Cancel();
       return logits.status();
     }
     table.n_tokens = end_pos;
-
-    v1::KvChunk chunk;
-    if (chunk_index == 0) {
-      chunk.set_request_id(request.request_id);
-      *chunk.mutable_layout() = rpc::KvLayoutToProto(layout);
-      chunk.set_n_prompt_tokens(static_cast<int32_t>(n_prompt));
-    }
-    std::vector<kv::BlockId> sources;
-    std::vector<absl::Span<uint8_t>> targets;
-    for (int64_t b = first_block; b < end_block; ++b) {
-      const int64_t n_tokens = std::min<int64_t>(block_size, n_prompt - b * block_size);
-      v1::KvBlock* block = chunk.add_blocks();
-      block->set_index(static_cast<int32_t>(b));
-      block->set_n_tokens(static_cast<int32_t>(n_tokens));
-      if (n_tokens == block_size) {
-        parent = kv::ChainBlockKey(
-            parent, absl::MakeConstSpan(prompt.data() + b * block_size, block_size));
-        block->set_key(KeyBytes(parent));
-      }
-      std::string* data = block->mutable_data();
-      data->resize(block_bytes);
-      sources.push_back(table.blocks[b]);
-      targets.push_back(absl::MakeSpan(reinterpret_cast<uint8_t*>(data->data()), block_bytes));
-    }
-    // The chunk's blocks in one transfer (one crossing of the bus on a GPU pool).
-    if (absl::Status s = pool.ReadBlocks(sources, targets); !s.ok()) {
-      sink->Cancel();
-      return s;
-    }
-    for (v1::KvBlock& block : *chunk.mutable_blocks()) {
-      block.set_checksum(XXH3_64bits(block.data().data(), block.data().size()));
-    }
     if (last) {
       // As engine::Generate chooses the first token: at position n_prompt, with the prompt as
       // the tokens the repetition penalty sees.
       outcome.first_token = sampling::SampleToken(*logits, request.sampling, n_prompt, prompt);
-      chunk.set_last(true);
-      chunk.set_first_token(outcome.first_token);
     }
-    if (absl::Status s = sink->Send(chunk); !s.ok()) {
+    if (absl::Status s = sender.SendBlocks(table, first_block, end_block); !s.ok()) {
       if (absl::Status stop = StopReason(job); !stop.ok()) return stop;
       return s;
     }
-    outcome.kv_blocks_sent += chunk.blocks_size();
-    ++chunk_index;
+    outcome.kv_blocks_sent = static_cast<int>(end_block);
   }
-  if (absl::Status s = sink->Finish(); !s.ok()) {
-    // A stream we cancelled ourselves reads as the cancellation, not as the decode's fault.
+  absl::StatusOr<kv_transfer::TransferReport> report = sender.Finish(outcome.first_token);
+  if (!report.ok()) {
+    // A handoff we cancelled ourselves reads as the cancellation, not as the decode's fault.
     if (absl::Status stop = StopReason(job); !stop.ok()) return stop;
-    return s;
+    return report.status();
   }
+  outcome.transfer = *std::move(report);
   return outcome;
 }
 

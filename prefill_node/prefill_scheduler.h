@@ -1,7 +1,8 @@
 #pragma once
 // The prefill worker's logic, without gRPC: a bounded queue of prompts, executor threads that
 // run each prompt through the engine in chunks of whole KV blocks and hand every chunk's
-// finished blocks to a KvSink while the next chunk computes, and the first generated token.
+// finished blocks to the transfer layer (common/kv_transfer/handoff_sender.h) while the next
+// chunk computes, and the first generated token: compute, then hand off.
 //
 // Lifecycle of a request (Job::State):
 //   kQueued  — waiting in the bounded queue; a caller that gives up removes it at once.
@@ -24,16 +25,20 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/engine/engine.h"
+#include "common/kv_transfer/handoff.h"
+#include "common/kv_transfer/handoff_sender.h"
+#include "common/kv_transfer/kv_send_stream.h"
 #include "common/sampling/sampler.h"
-#include "prefill_node/kv_sink.h"
 
 namespace pdserve::prefill {
 
 struct PrefillJob {
-  std::string request_id;           // non-empty; the decode worker matches the KV by it
+  std::string request_id;           // non-empty
   std::vector<int32_t> prompt_ids;  // non-empty, < context length, ids in the vocabulary
   sampling::SamplingParams sampling;
-  std::string decode_address;       // host:port of the decode worker's KvReceiver
+  // Where the KV goes: the decode worker's answer to the reservation, with request_id and
+  // control_address (its KvReceiver) set.
+  kv_transfer::Handoff handoff;
   std::chrono::system_clock::time_point deadline = std::chrono::system_clock::time_point::max();
   // Polled while the request waits or runs; true = the caller went away. May be empty.
   std::function<bool()> is_cancelled;
@@ -44,6 +49,7 @@ struct PrefillOutcome {
   double queue_seconds = 0;    // enqueued → an executor took it
   double prefill_seconds = 0;  // time inside the forward pass
   int kv_blocks_sent = 0;
+  kv_transfer::TransferReport transfer;
 };
 
 struct PrefillSchedulerOptions {
@@ -58,6 +64,7 @@ struct PrefillSchedulerOptions {
   // Test hook, called on the executor thread before the forward pass of each chunk
   // (chunk_index counts from 0).
   std::function<void(const std::string& request_id, int chunk_index)> before_chunk;
+  std::string model_fingerprint;  // of this worker's model; empty when unknown
 };
 
 struct PrefillLoad {
@@ -69,20 +76,21 @@ struct PrefillLoad {
 
 class PrefillScheduler {
  public:
-  // `engine` and `sinks` must outlive the scheduler. Starts the executors.
-  PrefillScheduler(engine::Engine& engine, KvSinkFactory& sinks, PrefillSchedulerOptions options);
+  // `engine` and `transports` must outlive the scheduler. Starts the executors.
+  PrefillScheduler(engine::Engine& engine, kv_transfer::KvSendStreamFactory& transports,
+                   PrefillSchedulerOptions options);
   PrefillScheduler(const PrefillScheduler&) = delete;
   PrefillScheduler& operator=(const PrefillScheduler&) = delete;
   ~PrefillScheduler();  // Shutdown()
 
-  // InvalidArgument naming the problem, or ResourceExhausted when the prompt can never fit this
-  // worker's KV pool.
+  // InvalidArgument naming the problem, ResourceExhausted when the prompt can never fit this
+  // worker's KV pool, FailedPrecondition when the handoff's layout or model differ from ours.
   absl::Status Validate(const PrefillJob& job) const;
 
   // Validates, queues (ResourceExhausted at once when the queue is full), waits for an executor
   // to run it and returns the first token. A caller that is cancelled or passes its deadline
   // gets Cancelled / DeadlineExceeded; its queued work is dropped, its running work stopped at
-  // the next chunk and its KV stream cancelled. Errors of the decode worker name its address.
+  // the next chunk and its KV handoff cancelled. Errors of the decode worker name its address.
   absl::StatusOr<PrefillOutcome> Prefill(PrefillJob job);
 
   // Fails queued requests with Unavailable, stops running ones, joins the executors.
@@ -104,7 +112,7 @@ class PrefillScheduler {
   void FreeBlocks(const std::vector<kv::BlockId>& blocks);
 
   engine::Engine& engine_;
-  KvSinkFactory& sinks_;
+  kv_transfer::KvSendStreamFactory& transports_;
   const PrefillSchedulerOptions options_;
   const int chunk_blocks_;
 

@@ -11,8 +11,13 @@
 #include "cli/engine_flags.h"
 #include "cli/worker_flags.h"
 #include "common/engine/engine.h"
+#include "common/model/model_fingerprint.h"
 #include "common/rpc/server_process.h"
-#include "prefill_node/grpc_kv_sink.h"
+#include "common/kv_transfer/grpc/control_stream.h"
+#include "common/kv_transfer/grpc/grpc_transport.h"
+#include "common/kv_transfer/send_transports.h"
+#include "common/kv_transfer/shm/shm_send_transport.h"
+#include "common/kv_transfer/tcp/tcp_send_transport.h"
 #include "prefill_node/prefill_scheduler.h"
 #include "prefill_node/prefill_service.h"
 
@@ -35,6 +40,10 @@ int Run(int argc, char** argv) {
   parser.AddString("queue-capacity", "requests that may wait for an executor (default 16)");
   parser.AddString("executors", "prompts run at once; forward passes take turns (default 2)");
   parser.AddString("kv-pool-tokens", "tokens of KV this worker holds (default one context)");
+  parser.AddString("kv-transport",
+                   "how KV goes to decode workers: auto (the first of shm, tcp, grpc that the "
+                   "decode worker offers and this worker can use), grpc, shm or tcp "
+                   "(default auto)");
   parser.AddBool("help", "show this help");
   if (absl::Status s = parser.Parse(argc, argv); !s.ok()) {
     return Fail(absl::StrCat(s.message(), "\n", parser.Usage(kProgram)), 2);
@@ -61,16 +70,27 @@ int Run(int argc, char** argv) {
   if (!pool_tokens.ok()) return Fail(std::string(pool_tokens.status().message()), 2);
   if (*pool_tokens < 0) return Fail("--kv-pool-tokens must be >= 0", 2);
   options->kv_pool_tokens = *pool_tokens;
+  absl::StatusOr<kv_transfer::TransportMode> transport =
+      kv_transfer::ParseTransportMode(parser.GetString("kv-transport", "auto"));
+  if (!transport.ok()) return Fail(std::string(transport.status().message()), 2);
 
   absl::StatusOr<std::unique_ptr<engine::Engine>> engine = engine::Engine::Load(*options);
   if (!engine.ok()) return Fail(std::string(engine.status().message()), 1);
+  absl::StatusOr<std::string> fingerprint =
+      model::ModelFingerprint(options->model_path, options->tokenizer_path);
+  if (!fingerprint.ok()) return Fail(std::string(fingerprint.status().message()), 1);
   std::cerr << (*engine)->DeviceReport() << "\n" << (*engine)->KvMemoryReport() << "\n";
 
-  GrpcKvSinkFactory sinks;
+  kv_transfer::KvChannels kv_channels;
+  kv_transfer::KvSendTransports transports(*transport);
+  transports.Add(std::make_unique<kv_transfer::GrpcKvSendTransport>(kv_channels));
+  transports.Add(std::make_unique<kv_transfer::ShmKvSendTransport>(kv_channels));
+  transports.Add(std::make_unique<kv_transfer::TcpKvSendTransport>(kv_channels));
   PrefillSchedulerOptions scheduler_options;
+  scheduler_options.model_fingerprint = *fingerprint;
   scheduler_options.queue_capacity = static_cast<int>(*capacity);
   scheduler_options.n_executors = static_cast<int>(*executors);
-  PrefillScheduler scheduler(**engine, sinks, scheduler_options);
+  PrefillScheduler scheduler(**engine, transports, scheduler_options);
   PrefillService service(scheduler, /*log_requests=*/true);
 
   cli::WorkerServer server;
@@ -78,6 +98,7 @@ int Run(int argc, char** argv) {
   server.services = {&service};
   server.kv_layout = (*engine)->kv_pool().layout();
   server.model_path = options->model_path;
+  server.model_fingerprint = *fingerprint;
   server.load = [&scheduler] { return WorkerLoadToProto(scheduler.load()); };
   // Stops whatever is still running after the drain and frees its blocks, which lets the
   // handlers of cancelled calls return.

@@ -1,6 +1,7 @@
 #include "router/registry_service.h"
 
 #include <cstdio>
+#include <string>
 
 #include "common/rpc/grpc_status.h"
 
@@ -21,6 +22,10 @@ grpc::Status RegistryService::RegisterWorker(grpc::ServerContext* context,
     response->set_heartbeat_interval_ms(heartbeat_interval_ms_);
     std::fprintf(stderr, "router: worker %s (%s) registered at %s\n", request->worker_id().c_str(),
                  v1::WorkerRole_Name(request->role()).c_str(), request->address().c_str());
+  } else {
+    std::fprintf(stderr, "router: refused the registration of worker %s (%s) at %s: %s\n",
+                 request->worker_id().c_str(), v1::WorkerRole_Name(request->role()).c_str(),
+                 request->address().c_str(), std::string(status.message()).c_str());
   }
   return rpc::ToGrpcStatus(status);
 }

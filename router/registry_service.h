@@ -13,6 +13,8 @@ class RegistryService final : public v1::WorkerRegistry::Service {
   RegistryService(WorkerRegistry& registry, int heartbeat_interval_ms)
       : registry_(registry), heartbeat_interval_ms_(heartbeat_interval_ms) {}
 
+  // The registry's answer, as a gRPC status (FAILED_PRECONDITION: the worker may not join and
+  // should not retry). Every answer is logged to stderr, refusals with their reason.
   grpc::Status RegisterWorker(grpc::ServerContext* context,
                               const v1::RegisterWorkerRequest* request,
                               v1::RegisterWorkerResponse* response) override;

@@ -30,8 +30,9 @@ int main(int argc, char** argv) {
 
   cli::ArgParser parser;
   parser.AddString("listen", "HOST:PORT to serve on (port 0: pick one; default 127.0.0.1:0)");
-  parser.AddString("model", "model file (GGUF, or a llama2.c .bin): only its tokenizer, chat "
-                            "template and context length are read");
+  parser.AddString("model", "model file (GGUF, or a llama2.c .bin): its tokenizer, chat "
+                            "template, context length and KV shape are read and its fingerprint "
+                            "computed; workers with another model or KV shape are refused");
   parser.AddString("tokenizer", "tokenizer file for a llama2.c checkpoint (tok512.bin)");
   parser.AddString("heartbeat-timeout-ms",
                    "a worker silent this long is out of rotation (default 3000)");
@@ -64,9 +65,12 @@ int main(int argc, char** argv) {
   absl::StatusOr<router::RouterModel> model =
       router::LoadRouterModel(parser.GetString("model"), parser.GetString("tokenizer"));
   if (!model.ok()) return Fail(std::string(model.status().message()));
+  std::fprintf(stderr, "model %s: fingerprint %s, KV layers=%d kv_heads=%d head_dim=%d\n",
+               model->identity.file_name.c_str(), model->identity.fingerprint.c_str(),
+               model->identity.n_layers, model->identity.n_kv_heads, model->identity.head_dim);
 
   const router::Clock clock = [] { return absl::Now(); };
-  router::WorkerRegistry registry(absl::Milliseconds(*timeout_ms), clock);
+  router::WorkerRegistry registry(absl::Milliseconds(*timeout_ms), clock, model->identity);
   router::RouterStats stats(clock);
   router::RouterOptions options;
   options.max_request_time = absl::Seconds(*max_request_seconds);

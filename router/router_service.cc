@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <random>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -151,10 +152,13 @@ absl::Status RouterService::Call::Run(const v1::GenerateRequest& request) {
   record_.prompt_tokens = static_cast<int64_t>(request_.prompt_ids.size());
   text_ = std::make_unique<sampling::TextStream>(request_.stop);
   previous_token_ = request_.prompt_ids.back();
+  // Workers see an id no other request has, even one the client chose or a router before a
+  // restart made; the client sees the id it chose (or the one made for it).
+  const std::string worker_request_id = absl::StrCat(
+      request.request_id().empty() ? "req" : request.request_id(), "-", service_.instance_id_, "-",
+      service_.next_request_number_.fetch_add(1));
   const std::string request_id =
-      request.request_id().empty()
-          ? absl::StrCat("req-", service_.next_request_number_.fetch_add(1))
-          : request.request_id();
+      request.request_id().empty() ? worker_request_id : request.request_id();
 
   // Fail fast, before reserving decode room, when no prefill worker could take the request.
   const int64_t n_tokens = record_.prompt_tokens + request_.max_tokens;
@@ -168,7 +172,7 @@ absl::Status RouterService::Call::Run(const v1::GenerateRequest& request) {
   record_.decode_worker = decode->worker_id;
 
   v1::DecodeRequest decode_request;
-  decode_request.set_request_id(request_id);
+  decode_request.set_request_id(worker_request_id);
   decode_request.mutable_prompt_ids()->Add(request_.prompt_ids.begin(), request_.prompt_ids.end());
   decode_request.set_max_tokens(request_.max_tokens);
   *decode_request.mutable_sampling() = rpc::SamplingToProto(request_.sampling);
@@ -201,11 +205,12 @@ absl::Status RouterService::Call::Run(const v1::GenerateRequest& request) {
   record_.prefill_worker = prefill->worker_id;
 
   v1::PrefillRequest prefill_request;
-  prefill_request.set_request_id(request_id);
+  prefill_request.set_request_id(worker_request_id);
   prefill_request.mutable_prompt_ids()->Add(request_.prompt_ids.begin(),
                                             request_.prompt_ids.end());
   *prefill_request.mutable_sampling() = rpc::SamplingToProto(request_.sampling);
   prefill_request.set_decode_address(decode->address);
+  *prefill_request.mutable_handoff() = event.reserved().handoff();
   v1::PrefillResponse prefill_response;
   const absl::Time prefill_start = service_.clock_();
   {
@@ -220,6 +225,10 @@ absl::Status RouterService::Call::Run(const v1::GenerateRequest& request) {
   }
   record_.queue_seconds =
       absl::ToDoubleSeconds(prefill_start - arrival_) + prefill_response.queue_seconds();
+  if (prefill_response.has_transfer()) {
+    service_.stats_.RecordTransfer(prefill->worker_id, decode->worker_id,
+                                   prefill_response.transfer());
+  }
 
   absl::StatusOr<Step> step = OnToken(prefill_response.first_token(), *prefill);
   while (step.ok() && *step == Step::kContinue) {
@@ -246,10 +255,21 @@ absl::Status RouterService::Call::Run(const v1::GenerateRequest& request) {
   }
 }
 
+namespace {
+
+// 16 hex digits from the operating system's random source: unique to this router's lifetime.
+std::string NewInstanceId() {
+  std::random_device device;
+  const uint64_t id = (static_cast<uint64_t>(device()) << 32) | device();
+  return absl::StrCat(absl::Hex(id, absl::kZeroPad16));
+}
+
+}  // namespace
+
 RouterService::RouterService(const RouterModel& model, WorkerRegistry& registry,
                              RouterStats& stats, Clock clock, RouterOptions options)
     : model_(model), registry_(registry), stats_(stats), clock_(std::move(clock)),
-      options_(options) {}
+      options_(options), instance_id_(NewInstanceId()) {}
 
 std::shared_ptr<grpc::Channel> RouterService::ChannelTo(const std::string& address) {
   absl::MutexLock lock(&channels_mu_);

@@ -55,6 +55,7 @@ class RouterService final : public v1::Router::WithRawCallbackMethod_Generate<v1
   RouterStats& stats_;
   const Clock clock_;
   const RouterOptions options_;
+  const std::string instance_id_;  // random, per router process: request ids never repeat
   std::atomic<int64_t> next_request_number_{1};
   absl::Mutex channels_mu_;
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels_ ABSL_GUARDED_BY(channels_mu_);

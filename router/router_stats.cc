@@ -80,6 +80,18 @@ void RouterStats::RecordFinish(const RequestRecord& record) {
   completion_tokens_ += record.completion_tokens;
 }
 
+void RouterStats::RecordTransfer(const std::string& prefill_worker,
+                                 const std::string& decode_worker,
+                                 const v1::KvTransferReport& report) {
+  absl::MutexLock lock(&mu_);
+  PerTransferPath& path = transfers_[{prefill_worker, decode_worker, report.transport()}];
+  ++path.count;
+  path.bytes += report.bytes();
+  path.seconds.Add(report.seconds(), window_);
+  path.window_bytes.push_back(report.bytes());
+  while (path.window_bytes.size() > path.seconds.values.size()) path.window_bytes.pop_front();
+}
+
 v1::GetStatsResponse RouterStats::Get(const std::vector<WorkerSnapshot>& workers) const {
   const double uptime = absl::ToDoubleSeconds(clock_() - start_);
   absl::MutexLock lock(&mu_);
@@ -104,6 +116,20 @@ v1::GetStatsResponse RouterStats::Get(const std::vector<WorkerSnapshot>& workers
     *ws->mutable_ttft_seconds() = Summarize(it->second.ttft.values);
     *ws->mutable_tpot_seconds() = Summarize(it->second.tpot.values);
     ws->set_tokens(it->second.tokens);
+  }
+  for (const auto& [key, path] : transfers_) {
+    v1::KvTransferStats* ts = response.add_kv_transfers();
+    ts->set_prefill_worker(std::get<0>(key));
+    ts->set_decode_worker(std::get<1>(key));
+    ts->set_transport(std::get<2>(key));
+    ts->set_count(path.count);
+    ts->set_bytes(path.bytes);
+    *ts->mutable_seconds() = Summarize(path.seconds.values);
+    double seconds = 0;
+    int64_t bytes = 0;
+    for (double s : path.seconds.values) seconds += s;
+    for (int64_t b : path.window_bytes) bytes += b;
+    ts->set_gb_per_second(seconds > 0 ? static_cast<double>(bytes) / seconds / 1e9 : 0);
   }
   return response;
 }

@@ -12,11 +12,13 @@
 #include <deque>
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "router.pb.h"
+#include "worker.pb.h"
 #include "router/worker_registry.h"
 
 namespace pdserve::router {
@@ -55,6 +57,9 @@ class RouterStats {
   void RecordDispatch(const std::string& worker_id);
   // Ends a request that RecordArrival counted; its workers' in-flight counts end too.
   void RecordFinish(const RequestRecord& record);
+  // One completed KV handoff between two workers.
+  void RecordTransfer(const std::string& prefill_worker, const std::string& decode_worker,
+                      const v1::KvTransferReport& report);
 
   // Worker info (load, KV use, health) comes from `workers`, the registry's snapshot.
   v1::GetStatsResponse Get(const std::vector<WorkerSnapshot>& workers) const;
@@ -88,6 +93,15 @@ class RouterStats {
   int64_t prompt_tokens_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t completion_tokens_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, PerWorker> workers_ ABSL_GUARDED_BY(mu_);
+  struct PerTransferPath {
+    int64_t count = 0;
+    int64_t bytes = 0;
+    Window seconds;
+    std::deque<int64_t> window_bytes;  // beside seconds.values, for the rate
+  };
+  // By (prefill worker, decode worker, transport).
+  std::map<std::tuple<std::string, std::string, std::string>, PerTransferPath> transfers_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace pdserve::router

@@ -5,6 +5,20 @@
 #include "absl/strings/str_cat.h"
 
 namespace pdserve::router {
+namespace {
+
+// In kv::KvLayout::DebugString's format, for a layout that may have unset fields (fake workers
+// send no dtype, which kv::KvLayout cannot hold).
+std::string LayoutString(const v1::KvLayoutInfo& layout) {
+  return absl::StrCat("layers=", layout.n_layers(), " kv_heads=", layout.n_kv_heads(),
+                      " head_dim=", layout.head_dim(), " block_size=", layout.block_size(),
+                      " dtype=", layout.dtype().empty() ? "?" : layout.dtype());
+}
+
+// A worker's model file name for messages; "?" when it sent none.
+std::string FileOrUnknown(const std::string& name) { return name.empty() ? "?" : name; }
+
+}  // namespace
 
 v1::WorkerInfo WorkerSnapshot::ToProto() const {
   v1::WorkerInfo info;
@@ -18,8 +32,50 @@ v1::WorkerInfo WorkerSnapshot::ToProto() const {
   return info;
 }
 
-WorkerRegistry::WorkerRegistry(absl::Duration heartbeat_timeout, Clock clock)
-    : heartbeat_timeout_(heartbeat_timeout), clock_(std::move(clock)) {}
+WorkerRegistry::WorkerRegistry(absl::Duration heartbeat_timeout, Clock clock,
+                               ModelIdentity model)
+    : heartbeat_timeout_(heartbeat_timeout), clock_(std::move(clock)), model_(std::move(model)) {}
+
+absl::Status WorkerRegistry::CheckCompatible(const WorkerRegistration& registration,
+                                             absl::Time now) const {
+  const v1::KvLayoutInfo& layout = registration.kv_layout;
+  const std::string& id = registration.worker_id;
+  // An empty fingerprint is accepted: fake workers in tests and older workers send none.
+  if (!layout.model_fingerprint().empty() && !model_.fingerprint.empty() &&
+      layout.model_fingerprint() != model_.fingerprint) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "worker ", id, " runs model fingerprint ", layout.model_fingerprint(), " (",
+        FileOrUnknown(registration.model_name), ") but the router's model is ",
+        model_.fingerprint, " (", model_.file_name, ")"));
+  }
+  const auto differs = [](int worker, int model) {
+    return worker > 0 && model > 0 && worker != model;
+  };
+  if (differs(layout.n_layers(), model_.n_layers) ||
+      differs(layout.n_kv_heads(), model_.n_kv_heads) ||
+      differs(layout.head_dim(), model_.head_dim)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "worker ", id, " has KV layout ", LayoutString(layout), " (",
+        FileOrUnknown(registration.model_name), ") but the router's model (", model_.file_name,
+        ") has layers=", model_.n_layers, " kv_heads=", model_.n_kv_heads,
+        " head_dim=", model_.head_dim));
+  }
+  for (const auto& [other_id, entry] : workers_) {
+    if (other_id == id || now - entry.last_heartbeat > heartbeat_timeout_) continue;
+    const v1::KvLayoutInfo& other = entry.registration.kv_layout;
+    const bool block_size_differs = layout.block_size() > 0 && other.block_size() > 0 &&
+                                    layout.block_size() != other.block_size();
+    const bool dtype_differs =
+        !layout.dtype().empty() && !other.dtype().empty() && layout.dtype() != other.dtype();
+    if (block_size_differs || dtype_differs) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "worker ", id, " has KV layout ", LayoutString(layout), " but the registered worker ",
+          other_id, " has ", LayoutString(other),
+          ": every worker must use the same KV block size and dtype"));
+    }
+  }
+  return absl::OkStatus();
+}
 
 absl::Status WorkerRegistry::Register(const WorkerRegistration& registration) {
   if (registration.worker_id.empty()) {
@@ -39,10 +95,12 @@ absl::Status WorkerRegistry::Register(const WorkerRegistration& registration) {
         "RegisterWorker: decode worker '", registration.worker_id, "' has KV block size ",
         registration.kv_layout.block_size(), "; it must be >= 1"));
   }
+  const absl::Time now = clock_();
   absl::MutexLock lock(&mu_);
+  if (absl::Status s = CheckCompatible(registration, now); !s.ok()) return s;
   Entry& entry = workers_[registration.worker_id];
   entry.registration = registration;
-  entry.last_heartbeat = clock_();
+  entry.last_heartbeat = now;
   entry.dispatched_since_heartbeat = 0;
   entry.blocks_dispatched_since_heartbeat = 0;
   return absl::OkStatus();

@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "common.pb.h"
 #include "router.pb.h"
+#include "router/router_model.h"
 
 namespace pdserve::router {
 
@@ -28,7 +29,7 @@ struct WorkerRegistration {
   std::string address;  // host:port
   v1::WorkerLoad load;
   v1::KvLayoutInfo kv_layout;  // decode workers: block_size must be >= 1
-  std::string model_name;
+  std::string model_name;      // the worker's model file name (for messages)
 };
 
 // One worker as the selection rules see it.
@@ -51,11 +52,20 @@ struct WorkerSnapshot {
 
 class WorkerRegistry {
  public:
-  WorkerRegistry(absl::Duration heartbeat_timeout, Clock clock);
+  // Workers must match `model` (the router's own; the default checks nothing).
+  WorkerRegistry(absl::Duration heartbeat_timeout, Clock clock, ModelIdentity model = {});
 
   // Adds the worker or replaces its earlier registration (a restarted worker). InvalidArgument
   // naming the field for an empty id or address, an unspecified role, or a decode worker without
-  // a KV block size.
+  // a KV block size. FailedPrecondition, naming both sides, for a worker that cannot share KV
+  // blocks with the others, which a retry will not fix:
+  //   - its kv_layout.model_fingerprint differs from the model's fingerprint;
+  //   - its n_layers, n_kv_heads or head_dim differ from the model's;
+  //   - its block_size or dtype differ from those of another registered worker that is healthy
+  //     (so the first to register fixes them while it stays healthy; once every other is stale,
+  //     a worker with other values may join, e.g. a cluster restarted with a new block size).
+  // A field left empty or 0, by the worker or the model, is not checked: fake workers in tests
+  // and workers built before fingerprints register without one.
   absl::Status Register(const WorkerRegistration& registration);
 
   // Records the load and marks the worker alive. False when the worker is not registered (it
@@ -78,8 +88,13 @@ class WorkerRegistry {
     int64_t blocks_dispatched_since_heartbeat = 0;
   };
 
+  // FailedPrecondition when `registration` may not join (see Register).
+  absl::Status CheckCompatible(const WorkerRegistration& registration, absl::Time now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   const absl::Duration heartbeat_timeout_;
   const Clock clock_;
+  const ModelIdentity model_;
   mutable absl::Mutex mu_;
   std::map<std::string, Entry> workers_ ABSL_GUARDED_BY(mu_);
 };

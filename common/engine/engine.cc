@@ -7,11 +7,36 @@
 #include "common/engine/cpu_llama_forward.h"
 #include "common/gguf/gguf_file.h"
 #include "common/kv/kv_layout.h"
+#include "common/kv_transfer/shm/shm_kv_storage.h"
 #include "common/model/gguf_llama_loader.h"
 #include "common/model/llama2c_loader.h"
 #include "common/model/load_model.h"
 
 namespace pdserve::engine {
+namespace {
+
+// A pool whose bytes are a new shared-memory object, named in `shm_name`. Bad layouts and counts
+// are the pool's InvalidArgument, checked before any memory is taken.
+absl::StatusOr<std::unique_ptr<kv::KvBlockPool>> CreateSharedMemoryPool(const kv::KvLayout& layout,
+                                                                        int64_t n_blocks,
+                                                                        std::string& shm_name) {
+  if (n_blocks < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "shared-memory KV pool: ", n_blocks, " blocks requested, it needs at least one"));
+  }
+  size_t bytes = 0;
+  if (!layout.Validate().ok() ||
+      __builtin_mul_overflow(static_cast<size_t>(n_blocks), layout.BlockBytes(), &bytes)) {
+    return kv::KvBlockPool::Create(layout, n_blocks, nullptr);  // its error names the fault
+  }
+  absl::StatusOr<std::unique_ptr<kv_transfer::SharedMemoryKvStorage>> storage =
+      kv_transfer::SharedMemoryKvStorage::Create(bytes);
+  if (!storage.ok()) return storage.status();
+  shm_name = (*storage)->region_name();
+  return kv::KvBlockPool::Create(layout, n_blocks, *std::move(storage));
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const EngineOptions& options) {
   if (options.n_threads < 1) {
@@ -21,6 +46,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const EngineOptions& option
   if (options.kv_block_size < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("KV block size must be at least 1, got ", options.kv_block_size));
+  }
+  if (options.kv_pool_in_shared_memory && options.device != Device::kCpu) {
+    return absl::InvalidArgumentError(
+        "kv_pool_in_shared_memory: a shared-memory KV pool is host-only; with --device cuda "
+        "the pool lives in GPU memory");
   }
   std::unique_ptr<Engine> engine(new Engine());
   engine->options_ = options;
@@ -80,7 +110,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Load(const EngineOptions& option
     engine->device_report_ = std::move(backend->description);
     return engine;
   }
-  absl::StatusOr<std::unique_ptr<kv::KvBlockPool>> pool = kv::KvBlockPool::Create(layout, n_blocks);
+  absl::StatusOr<std::unique_ptr<kv::KvBlockPool>> pool =
+      options.kv_pool_in_shared_memory
+          ? CreateSharedMemoryPool(layout, n_blocks, engine->kv_pool_shm_name_)
+          : kv::KvBlockPool::Create(layout, n_blocks);
   if (!pool.ok()) return pool.status();
   engine->kv_pool_ = *std::move(pool);
   engine->threads_ = std::make_unique<kernels::ThreadPool>(options.n_threads);

@@ -28,6 +28,10 @@ struct EngineOptions {
   kernels::KvDtype kv_dtype = kernels::KvDtype::kF32;
   // Tokens the KV pool holds; 0 means one full context.
   int64_t kv_pool_tokens = 0;
+  // CPU backend only: put the pool's bytes in a new POSIX shared-memory object (named by
+  // Engine::kv_pool_shm_name()) that a same-host prefill worker can map and write blocks into.
+  // With Device::kCuda, Load fails with InvalidArgument.
+  bool kv_pool_in_shared_memory = false;
 };
 
 class Engine {
@@ -41,6 +45,9 @@ class Engine {
   const absl::StatusOr<tokenizer::ChatTemplate>& chat_template() const { return chat_template_; }
   // The pool's bytes live where the model runs (pool.on_host() is false on CUDA).
   kv::KvBlockPool& kv_pool() { return *kv_pool_; }
+  // The shared-memory object holding the pool's bytes (kv_pool_in_shared_memory), or empty.
+  // The object lives, and the name stays linked, as long as this engine.
+  const std::string& kv_pool_shm_name() const { return kv_pool_shm_name_; }
   ForwardPass& forward() { return *forward_; }
   const EngineOptions& options() const { return options_; }
 
@@ -59,6 +66,7 @@ class Engine {
   std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
   absl::StatusOr<tokenizer::ChatTemplate> chat_template_ = absl::UnknownError("not loaded");
   std::unique_ptr<kv::KvBlockPool> kv_pool_;
+  std::string kv_pool_shm_name_;
   std::unique_ptr<kernels::ThreadPool> threads_;  // CPU backend only
   std::unique_ptr<ForwardPass> forward_;          // reads kv_pool_; declared after it
   std::string device_report_;

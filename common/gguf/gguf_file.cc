@@ -268,6 +268,7 @@ struct GgufFile::Impl {
   absl::Span<const uint8_t> bytes;
   uint32_t version = 0;
   uint64_t alignment = kDefaultAlignment;
+  uint64_t tensor_info_end_offset = 0;
   uint64_t data_section_offset = 0;
   std::map<std::string, Value, std::less<>> metadata;
   std::vector<TensorInfo> tensors;
@@ -339,6 +340,7 @@ absl::Status GgufFile::Impl::Parse() {
     }
   }
 
+  tensor_info_end_offset = c.pos();
   // The data section starts at the next multiple of the alignment.
   const uint64_t pad = (alignment - c.pos() % alignment) % alignment;
   if (c.pos() > std::numeric_limits<uint64_t>::max() - pad) {
@@ -453,6 +455,7 @@ const std::map<std::string, Value, std::less<>>& GgufFile::metadata() const {
 const std::vector<TensorInfo>& GgufFile::tensors() const { return impl_->tensors; }
 const std::string& GgufFile::display_name() const { return impl_->display_name; }
 uint64_t GgufFile::alignment() const { return impl_->alignment; }
+uint64_t GgufFile::tensor_info_end_offset() const { return impl_->tensor_info_end_offset; }
 uint64_t GgufFile::data_section_offset() const { return impl_->data_section_offset; }
 absl::Span<const uint8_t> GgufFile::bytes() const { return impl_->bytes; }
 

@@ -82,6 +82,10 @@ class GgufFile {
 
   // general.alignment, or 32 when absent.
   uint64_t alignment() const;
+  // Where the tensor-info table ends, in bytes from the start of the file: [0, this) holds the
+  // magic, version, counts, every metadata key/value and every tensor info, and nothing of the
+  // tensor data. The data section's alignment padding follows.
+  uint64_t tensor_info_end_offset() const;
   // Where the data section starts, in bytes from the start of the file.
   uint64_t data_section_offset() const;
   // The whole file.

@@ -1,5 +1,7 @@
 #include "common/rpc/worker_heartbeat.h"
 
+#include <signal.h>
+
 #include <algorithm>
 #include <future>
 #include <iostream>
@@ -40,8 +42,10 @@ absl::Status WorkerHeartbeat::Start() {
   }
   started_ = true;
   thread_ = std::thread([this] { Loop(); });
-  const bool ok = cv_.wait_for(lock, options_.register_timeout,
-                               [this] { return registered_.load() || stop_; });
+  const bool ok = cv_.wait_for(lock, options_.register_timeout, [this] {
+    return registered_.load() || stop_ || !refusal_.ok();
+  });
+  if (!refusal_.ok()) return refusal_;
   if (ok && registered_.load()) return absl::OkStatus();
   return absl::DeadlineExceededError(absl::StrCat(
       "worker ", options_.worker_id, " could not register with the router at ",
@@ -57,6 +61,11 @@ void WorkerHeartbeat::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+}
+
+absl::Status WorkerHeartbeat::refusal() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return refusal_;
 }
 
 std::chrono::milliseconds WorkerHeartbeat::heartbeat_interval() const {
@@ -97,6 +106,14 @@ bool WorkerHeartbeat::TryRegister() {
   const grpc::Status status = stub_->RegisterWorker(context.get(), request, &response);
   ForgetContext();
   std::lock_guard<std::mutex> lock(mutex_);
+  if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+    refusal_ = absl::FailedPreconditionError(absl::StrCat(
+        "the router at ", options_.router_address, " refused this worker: ",
+        status.error_message()));
+    last_error_ = std::string(refusal_.message());
+    cv_.notify_all();
+    return false;
+  }
   if (!status.ok()) {
     last_error_ = absl::StrCat("RegisterWorker: ", status.error_message(), " (code ",
                                static_cast<int>(status.error_code()), ")");
@@ -135,6 +152,7 @@ void WorkerHeartbeat::Loop() {
   while (true) {
     if (!registered_.load()) {
       if (TryRegister()) continue;
+      if (!refusal().ok()) return;  // final: see the header
       if (WaitOrStop(options_.register_retry)) return;
       continue;
     }
@@ -147,15 +165,17 @@ void WorkerHeartbeat::Loop() {
   }
 }
 
-int WaitForShutdownWhileRegistering(const ShutdownSignals& signals, WorkerHeartbeat* heartbeat,
-                                    const std::string& program) {
+absl::StatusOr<int> WaitForShutdownWhileRegistering(const ShutdownSignals& signals,
+                                                    WorkerHeartbeat* heartbeat,
+                                                    const std::string& program) {
   std::future<absl::Status> registration;
   if (heartbeat != nullptr) {
     registration = std::async(std::launch::async, [heartbeat] { return heartbeat->Start(); });
   }
   int64_t registrations_logged = 0;
+  absl::Status refusal;
   const int signal_number = signals.Wait([&] {
-    if (heartbeat == nullptr) return;
+    if (heartbeat == nullptr || !refusal.ok()) return;
     const WorkerHeartbeatOptions& options = heartbeat->options();
     // Accepted registrations since the last poll: the first, a late one, one after a router
     // restart (numbered from the second on).
@@ -166,9 +186,15 @@ int WaitForShutdownWhileRegistering(const ShutdownSignals& signals, WorkerHeartb
       if (n > 1) std::cerr << ", registration " << n;
       std::cerr << std::endl;
     }
+    if (refusal = heartbeat->refusal(); !refusal.ok()) {
+      // ShutdownSignals::Wait returns only for a signal: send this thread (which blocks SIGTERM,
+      // so that it stays pending for Wait) the one that ends the wait.
+      raise(SIGTERM);
+      return;
+    }
     if (registration.valid() &&
         registration.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
-      if (absl::Status s = registration.get(); !s.ok()) {
+      if (absl::Status s = registration.get(); !s.ok() && heartbeat->refusal().ok()) {
         std::cerr << program << ": " << s.message() << " (still trying in the background)"
                   << std::endl;
       }
@@ -176,6 +202,7 @@ int WaitForShutdownWhileRegistering(const ShutdownSignals& signals, WorkerHeartb
   });
   if (heartbeat != nullptr) heartbeat->Stop();  // also ends a registration still in progress
   if (registration.valid()) registration.wait();
+  if (!refusal.ok()) return refusal;
   return signal_number;
 }
 

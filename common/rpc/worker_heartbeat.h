@@ -3,6 +3,11 @@
 // current load on a thread of its own; register again whenever the router forgets the worker
 // (it answers registered=false, e.g. after a restart) or a heartbeat fails (the router went away:
 // when it is back, the worker is in its table again). Used by prefill and decode workers alike.
+//
+// A FAILED_PRECONDITION answer to RegisterWorker is final, at start-up or on a re-registration:
+// the router refuses this worker (another model, another KV layout) and asking again cannot
+// change that. The thread ends and refusal() holds the router's message; every other error is
+// retried.
 
 #include <atomic>
 #include <chrono>
@@ -14,6 +19,7 @@
 #include <thread>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "common/rpc/server_process.h"
 #include "common.pb.h"
 #include "router.pb.h"
@@ -50,13 +56,17 @@ class WorkerHeartbeat {
 
   // Starts the thread and waits until the router has accepted the registration: OK, or
   // DeadlineExceeded naming the router and the last error after register_timeout (the thread
-  // keeps trying until Stop()). FailedPrecondition when called twice or after Stop().
+  // keeps trying until Stop()), or refusal() when the router refused the worker (the thread has
+  // ended). FailedPrecondition also when called twice or after Stop().
   absl::Status Start();
   // Ends the thread promptly (an RPC in flight is cancelled). Idempotent.
   void Stop();
 
   const WorkerHeartbeatOptions& options() const { return options_; }
   bool registered() const { return registered_.load(); }
+  // OK until the router refuses a registration; then FailedPrecondition naming the router, with
+  // its message. Once set it stays: the heartbeat thread has ended and registered() is false.
+  absl::Status refusal() const;
   int64_t n_registrations() const { return n_registrations_.load(); }  // accepted ones
   int64_t n_heartbeats() const { return n_heartbeats_.load(); }        // answered ones
   std::chrono::milliseconds heartbeat_interval() const;
@@ -64,6 +74,7 @@ class WorkerHeartbeat {
  private:
   void Loop();
   // One RPC each; false when the router did not answer (or the call was cancelled by Stop()).
+  // TryRegister sets refusal_ when the router refuses the worker.
   bool TryRegister();
   bool TryHeartbeat();  // sets registered_ = false when the router has forgotten this worker
   // Makes a context for one call and remembers it so that Stop() can cancel it.
@@ -78,11 +89,12 @@ class WorkerHeartbeat {
   std::thread thread_;
 
   mutable std::mutex mutex_;
-  std::condition_variable cv_;             // stop_ or registered_ changed
+  std::condition_variable cv_;             // stop_, registered_ or refusal_ changed
   bool started_ = false;                   // guarded by mutex_
   bool stop_ = false;                      // guarded by mutex_
   grpc::ClientContext* in_flight_ = nullptr;  // guarded by mutex_
   std::string last_error_;                 // guarded by mutex_
+  absl::Status refusal_;                   // guarded by mutex_
   std::chrono::milliseconds interval_;     // guarded by mutex_
 
   std::atomic<bool> registered_{false};
@@ -96,8 +108,11 @@ class WorkerHeartbeat {
 // start-up, late, or again after a router restart); a registration that times out is logged
 // (prefixed with `program`) and keeps trying in the background, as after a router restart: a
 // worker started before its router joins when the router comes up. Stops the heartbeat before it
-// returns the signal's number.
-int WaitForShutdownWhileRegistering(const ShutdownSignals& signals, WorkerHeartbeat* heartbeat,
-                                    const std::string& program);
+// returns the signal's number, or heartbeat->refusal() (FailedPrecondition) within about 100 ms of
+// the router refusing the worker, at start-up or on a re-registration: the worker must not serve.
+// The refusal is returned, not logged.
+absl::StatusOr<int> WaitForShutdownWhileRegistering(const ShutdownSignals& signals,
+                                                    WorkerHeartbeat* heartbeat,
+                                                    const std::string& program);
 
 }  // namespace pdserve::rpc

@@ -57,7 +57,7 @@ TEST(MakeWorkerHeartbeatTest, NoRouterNoHeartbeat) {
       rpc::ServingServer::Start({.listen = "127.0.0.1:0"}, {});
   ASSERT_TRUE(server.ok()) << server.status();
   EXPECT_EQ(MakeWorkerHeartbeat(*flags, **server, v1::WORKER_ROLE_DECODE, SmallLayout(),
-                                "/models/m.gguf", [] { return v1::WorkerLoad(); }),
+                                "/models/m.gguf", "", [] { return v1::WorkerLoad(); }),
             nullptr);
 }
 
@@ -71,7 +71,8 @@ TEST(MakeWorkerHeartbeatTest, DefaultsComeFromTheBoundServer) {
   const int port = (*server)->bound().port;
   std::unique_ptr<rpc::WorkerHeartbeat> heartbeat =
       MakeWorkerHeartbeat(*flags, **server, v1::WORKER_ROLE_DECODE, SmallLayout(),
-                          "/models/stories260K.gguf", [] { return v1::WorkerLoad(); });
+                          "/models/stories260K.gguf", "0123456789abcdef0123456789abcdef",
+                          [] { return v1::WorkerLoad(); });
   ASSERT_NE(heartbeat, nullptr);
   const rpc::WorkerHeartbeatOptions& options = heartbeat->options();
   EXPECT_EQ(options.router_address, "router:7000");
@@ -82,6 +83,8 @@ TEST(MakeWorkerHeartbeatTest, DefaultsComeFromTheBoundServer) {
   EXPECT_EQ(options.model_name, "stories260K.gguf");
   EXPECT_EQ(options.kv_layout.n_layers(), 2);
   EXPECT_EQ(options.kv_layout.head_dim(), 8);
+  // The router refuses a worker whose model differs from its own by this field.
+  EXPECT_EQ(options.kv_layout.model_fingerprint(), "0123456789abcdef0123456789abcdef");
 }
 
 TEST(MakeWorkerHeartbeatTest, GivenIdAndAddressWin) {
@@ -92,7 +95,7 @@ TEST(MakeWorkerHeartbeatTest, GivenIdAndAddressWin) {
       rpc::ServingServer::Start({.listen = "127.0.0.1:0"}, {});
   ASSERT_TRUE(server.ok()) << server.status();
   std::unique_ptr<rpc::WorkerHeartbeat> heartbeat =
-      MakeWorkerHeartbeat(*flags, **server, v1::WORKER_ROLE_PREFILL, SmallLayout(), "m.bin",
+      MakeWorkerHeartbeat(*flags, **server, v1::WORKER_ROLE_PREFILL, SmallLayout(), "m.bin", "",
                           [] { return v1::WorkerLoad(); });
   ASSERT_NE(heartbeat, nullptr);
   EXPECT_EQ(heartbeat->options().worker_id, "pf-1");

@@ -173,6 +173,15 @@ def generate_reference(model: pathlib.Path, prompt: str, max_tokens: int, chat: 
     return run_binary(args, timeout_s).stdout
 
 
+def stats(router: str):
+    """The router's GetStatsResponse."""
+    import grpc
+    router_pb2, router_pb2_grpc, _ = stubs()
+    with grpc.insecure_channel(router) as channel:
+        return router_pb2_grpc.RouterStub(channel).GetStats(router_pb2.GetStatsRequest(),
+                                                            timeout=10)
+
+
 def client(router: str, args: list, timeout_s: float = 120.0,
            build: pathlib.Path | None = None) -> subprocess.CompletedProcess:
     """Runs pdserve-client; returns the completed process (the caller checks the status)."""

@@ -265,6 +265,34 @@ def test_cancel_deadline_and_bad_input_leave_the_decode_pools_as_they_were(clust
     assert wait_for_free_blocks(stub, start) == start
 
 
+def test_same_request_id_from_two_clients_at_once_both_get_their_own_answer(stub):
+    """A client-chosen id never collides with another request, the router's own included."""
+    prompts = [goldens()[0]["prompt"], goldens()[1]["prompt"]]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(
+            lambda p: generate(stub, text=p, max_tokens=40, request_id="req-2"), prompts))
+    for (text, _, final), prompt in zip(results, prompts):
+        assert final.request_id == "req-2"
+        assert text == lib.generate_reference(model(), prompt, 40)
+    # Ids the router makes are unique too: no ALREADY_EXISTS after a client sent "req-2".
+    for _ in range(3):
+        _, ids, final = generate(stub, text="Once", max_tokens=4)
+        assert len(ids) == 4 and final.request_id.startswith("req-")
+        assert final.request_id != "req-2"
+
+
+def test_kv_moves_over_shared_memory_on_one_host(stub):
+    """kv_transport=auto on one host: every handoff used shm; counts and rates per worker pair."""
+    generate(stub, text="Once upon a time", max_tokens=4)
+    stats = stub.GetStats(router_pb2.GetStatsRequest(), timeout=10)
+    assert stats.kv_transfers, stats
+    for t in stats.kv_transfers:
+        assert t.transport == "shm", t
+        assert t.prefill_worker.startswith("prefill-") and t.decode_worker.startswith("decode-")
+        assert t.count > 0 and t.bytes > 0 and t.gb_per_second > 0, t
+        assert 0 < t.seconds.p50 <= t.seconds.p99, t
+
+
 def test_stop_leaves_no_process(cluster):
     router, run_dir, config = cluster
     pids = lib.read_pids(run_dir)

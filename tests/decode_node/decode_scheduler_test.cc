@@ -1,18 +1,24 @@
 // DecodeScheduler as plain C++ (no gRPC): reservation (all or nothing, never-fits, waiting
-// bounded by deadline and cancellation), KV verification, immediate ends, and block accounting.
+// bounded by deadline and cancellation), KV received through transfer-layer sessions
+// (verification, pins, leases), immediate ends, block accounting, and decode steps that go on
+// while KV is written.
 
 #include "decode_node/decode_scheduler.h"
 
+#include <atomic>
 #include <future>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/time/clock.h"
+#include "common/engine/cpu_llama_forward.h"
+#include "common/kv_transfer/receive_session.h"
 #include "gtest/gtest.h"
+#include "kernels/cpu/thread_pool.h"
 #include "tests/decode_node/decode_test_support.h"
 #include "tests/support/stories_engine.h"
-#include "xxhash.h"
 
 namespace pdserve::decode {
 namespace {
@@ -40,19 +46,33 @@ class DecodeSchedulerTest : public ::testing::Test {
     spec.max_tokens = max_tokens;
     return spec;
   }
+  // Reserves and remembers the transfer token under the request id; the number of blocks.
   absl::StatusOr<int64_t> Reserve(const DecodeSpec& spec,
                                   absl::Duration timeout = absl::Seconds(5),
                                   std::function<bool()> cancelled = [] { return false; }) {
-    return scheduler_->Reserve(spec, absl::Now() + timeout, cancelled);
+    absl::StatusOr<Reservation> r = scheduler_->Reserve(spec, absl::Now() + timeout, cancelled);
+    if (!r.ok()) return r.status();
+    tokens_[spec.request_id] = r->transfer_token;
+    return r->n_blocks;
+  }
+  // Receives blocks for request `id` as the gRPC transport does: a receive session opened with
+  // the reservation's token.
+  absl::Status InstallKv(const std::string& id, absl::Span<const kv_transfer::IncomingBlock> blocks) {
+    absl::StatusOr<kv_transfer::KvReceiveSession> session =
+        kv_transfer::KvReceiveSession::Open(*scheduler_, engine_->kv_pool(), tokens_[id]);
+    if (!session.ok()) return session.status();
+    return session->ReceiveCopies(blocks);
+  }
+  absl::Status CompleteKv(const std::string& id, int32_t first_token) {
+    return scheduler_->Complete(tokens_[id], first_token);
   }
   std::string ZeroBlock() const {
     return std::string(engine_->kv_pool().layout().BlockBytes(), '\0');
   }
-  ReceivedBlock Block(int index, int n_tokens, const std::string& data) const {
-    return ReceivedBlock{index, n_tokens,
-                         absl::Span<const uint8_t>(
-                             reinterpret_cast<const uint8_t*>(data.data()), data.size()),
-                         XXH3_64bits(data.data(), data.size())};
+  static kv_transfer::IncomingBlock Block(int index, int n_tokens, const std::string& data) {
+    const absl::Span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(data.data()),
+                                          data.size());
+    return {{index, n_tokens, kv_transfer::BlockChecksum(bytes)}, bytes};
   }
   std::vector<SequenceEvent> Events(const std::string& id) {
     std::vector<SequenceEvent> events;
@@ -62,6 +82,7 @@ class DecodeSchedulerTest : public ::testing::Test {
 
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<DecodeScheduler> scheduler_;
+  std::map<std::string, std::string> tokens_;  // request id → transfer token
 };
 
 TEST_F(DecodeSchedulerTest, RequestThatCanNeverFitIsResourceExhaustedAtOnce) {
@@ -119,12 +140,12 @@ TEST_F(DecodeSchedulerTest, InvalidSpecsAreInvalidArgument) {
 
 TEST_F(DecodeSchedulerTest, KvVerificationFailsTheSequenceAndFreesItsBlocks) {
   const std::string data = ZeroBlock();
-  EXPECT_EQ(scheduler_->InstallKv("nobody", 20, {}).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(InstallKv("nobody", {}).code(), absl::StatusCode::kPermissionDenied);
 
   ASSERT_TRUE(Reserve(Spec("s", 20, 10)).ok());  // 2 prompt blocks: 16 + 4 tokens
   EXPECT_EQ(scheduler_->Load().free_kv_blocks, 2);
-  ASSERT_TRUE(scheduler_->InstallKv("s", 20, {Block(0, 16, data)}).ok());
-  const absl::Status dup = scheduler_->InstallKv("s", 20, {Block(0, 16, data)});
+  ASSERT_TRUE(InstallKv("s", {Block(0, 16, data)}).ok());
+  const absl::Status dup = InstallKv("s", {Block(0, 16, data)});
   EXPECT_EQ(dup.code(), absl::StatusCode::kInvalidArgument) << dup;
   EXPECT_EQ(scheduler_->StateOf("s"), SequenceState::kFailed);
   EXPECT_EQ(scheduler_->Load().free_kv_blocks, 4);
@@ -132,25 +153,25 @@ TEST_F(DecodeSchedulerTest, KvVerificationFailsTheSequenceAndFreesItsBlocks) {
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].kind, SequenceEvent::Kind::kError);
   EXPECT_EQ(events[0].error.code(), absl::StatusCode::kInvalidArgument);
-  // A failed sequence takes no more KV, and failing it does not touch anything else.
-  EXPECT_EQ(scheduler_->InstallKv("s", 20, {Block(1, 4, data)}).code(),
-            absl::StatusCode::kFailedPrecondition);
+  // A failed sequence takes no more KV (its token opens nothing now), and failing it does not
+  // touch anything else.
+  EXPECT_EQ(InstallKv("s", {Block(1, 4, data)}).code(), absl::StatusCode::kPermissionDenied);
   scheduler_->Release("s");
 
   ASSERT_TRUE(Reserve(Spec("t", 20, 10)).ok());
-  ReceivedBlock corrupt = Block(1, 4, data);
-  corrupt.checksum ^= 1;
-  EXPECT_EQ(scheduler_->InstallKv("t", 20, {corrupt}).code(), absl::StatusCode::kDataLoss);
+  kv_transfer::IncomingBlock corrupt = Block(1, 4, data);
+  corrupt.header.checksum ^= 1;
+  EXPECT_EQ(InstallKv("t", {corrupt}).code(), absl::StatusCode::kDataLoss);
   scheduler_->Release("t");
 
   ASSERT_TRUE(Reserve(Spec("u", 20, 10)).ok());
-  EXPECT_EQ(scheduler_->InstallKv("u", 20, {Block(1, 16, data)}).code(),
+  EXPECT_EQ(InstallKv("u", {Block(1, 16, data)}).code(),
             absl::StatusCode::kInvalidArgument);  // the last block holds 4 tokens
   scheduler_->Release("u");
 
   ASSERT_TRUE(Reserve(Spec("v", 20, 10)).ok());
-  ASSERT_TRUE(scheduler_->InstallKv("v", 20, {Block(0, 16, data)}).ok());
-  EXPECT_EQ(scheduler_->CompleteKv("v", 7).code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(InstallKv("v", {Block(0, 16, data)}).ok());
+  EXPECT_EQ(CompleteKv("v", 7).code(), absl::StatusCode::kInvalidArgument);
   scheduler_->Release("v");
 }
 
@@ -160,8 +181,8 @@ TEST_F(DecodeSchedulerTest, EndTokenFromPrefillOrMaxTokensOneEndAtOnce) {
   ASSERT_FALSE(end_ids.empty());
 
   ASSERT_TRUE(Reserve(Spec("eos", 10, 10)).ok());
-  ASSERT_TRUE(scheduler_->InstallKv("eos", 10, {Block(0, 10, data)}).ok());
-  ASSERT_TRUE(scheduler_->CompleteKv("eos", end_ids[0]).ok());
+  ASSERT_TRUE(InstallKv("eos", {Block(0, 10, data)}).ok());
+  ASSERT_TRUE(CompleteKv("eos", end_ids[0]).ok());
   std::vector<SequenceEvent> events = Events("eos");
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].kind, SequenceEvent::Kind::kFinished);
@@ -171,8 +192,8 @@ TEST_F(DecodeSchedulerTest, EndTokenFromPrefillOrMaxTokensOneEndAtOnce) {
   scheduler_->Release("eos");
 
   ASSERT_TRUE(Reserve(Spec("one", 10, 1)).ok());
-  ASSERT_TRUE(scheduler_->InstallKv("one", 10, {Block(0, 10, data)}).ok());
-  ASSERT_TRUE(scheduler_->CompleteKv("one", 7).ok());
+  ASSERT_TRUE(InstallKv("one", {Block(0, 10, data)}).ok());
+  ASSERT_TRUE(CompleteKv("one", 7).ok());
   events = Events("one");
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].finish_reason, "length");
@@ -185,8 +206,8 @@ TEST_F(DecodeSchedulerTest, DecodesToMaxTokensWithIgnoreEosAndNeverRunsThePrompt
   DecodeSpec spec = Spec("run", 10, 20);
   spec.ignore_eos = true;
   ASSERT_TRUE(Reserve(spec).ok());
-  ASSERT_TRUE(scheduler_->InstallKv("run", 10, {Block(0, 10, data)}).ok());
-  ASSERT_TRUE(scheduler_->CompleteKv("run", 7).ok());
+  ASSERT_TRUE(InstallKv("run", {Block(0, 10, data)}).ok());
+  ASSERT_TRUE(CompleteKv("run", 7).ok());
   std::vector<SequenceEvent> all;
   const absl::Time until = absl::Now() + absl::Seconds(10);
   while ((all.empty() || all.back().kind == SequenceEvent::Kind::kToken) && absl::Now() < until) {
@@ -216,8 +237,8 @@ TEST_F(DecodeSchedulerTest, MaxBatchCapsTheStepAndTheRestWaitTheirTurn) {
     ASSERT_TRUE(Reserve(spec).ok()) << id;
   }
   for (const std::string& id : ids) {
-    ASSERT_TRUE(scheduler_->InstallKv(id, 4, {Block(0, 4, data)}).ok());
-    ASSERT_TRUE(scheduler_->CompleteKv(id, 7).ok());
+    ASSERT_TRUE(InstallKv(id, {Block(0, 4, data)}).ok());
+    ASSERT_TRUE(CompleteKv(id, 7).ok());
   }
   for (const std::string& id : ids) {
     std::vector<SequenceEvent> all;
@@ -232,6 +253,184 @@ TEST_F(DecodeSchedulerTest, MaxBatchCapsTheStepAndTheRestWaitTheirTurn) {
     scheduler_->Release(id);
   }
   EXPECT_EQ(scheduler_->max_batch_seen(), 2);
+}
+
+// A KV storage whose block writes take `write_delay` each (a slow bus, or a slow peer) once
+// set_slow(true).
+class SlowWriteStorage final : public kv::KvBlockStorage {
+ public:
+  SlowWriteStorage(size_t bytes, absl::Duration write_delay)
+      : host_(kv::MakeHostKvStorage(bytes)), write_delay_(write_delay) {}
+  void set_slow(bool slow) { slow_ = slow; }
+  size_t size() const override { return host_->size(); }
+  uint8_t* data() override { return host_->data(); }
+  bool host_addressable() const override { return true; }
+  absl::Status CopyToHost(size_t offset, absl::Span<uint8_t> out) const override {
+    return host_->CopyToHost(offset, out);
+  }
+  absl::Status CopyFromHost(size_t offset, absl::Span<const uint8_t> in) override {
+    if (slow_) absl::SleepFor(write_delay_);
+    return host_->CopyFromHost(offset, in);
+  }
+  absl::Status Zero(size_t offset, size_t bytes) override { return host_->Zero(offset, bytes); }
+  absl::Status CopyBlocksFromHost(absl::Span<const int32_t> ids, size_t block_bytes,
+                                  absl::Span<const absl::Span<const uint8_t>> in) override {
+    if (slow_) absl::SleepFor(write_delay_);
+    return host_->CopyBlocksFromHost(ids, block_bytes, in);
+  }
+
+ private:
+  std::unique_ptr<kv::KvBlockStorage> host_;
+  const absl::Duration write_delay_;
+  std::atomic<bool> slow_{false};
+};
+
+TEST_F(DecodeSchedulerTest, DecodeStepsGoOnWhileKvIsWritten) {
+  // A pool whose block writes will take 200 ms, under a scheduler of its own.
+  const kv::KvLayout layout = engine_->kv_pool().layout();
+  constexpr int64_t kBlocks = 128;
+  auto storage =
+      std::make_unique<SlowWriteStorage>(layout.BlockBytes() * kBlocks, absl::Milliseconds(200));
+  SlowWriteStorage* slow_storage = storage.get();
+  absl::StatusOr<std::unique_ptr<kv::KvBlockPool>> pool =
+      kv::KvBlockPool::Create(layout, kBlocks, std::move(storage));
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  kernels::ThreadPool threads(1);
+  engine::CpuLlamaForward forward(engine_->weights(), **pool, threads, kernels::Isa::kScalar);
+  SchedulerOptions options;
+  options.min_step_duration = absl::Milliseconds(5);
+  DecodeScheduler scheduler(engine_->config(), **pool, forward,
+                            engine_->tokenizer().end_of_generation_ids(), options);
+  const std::string data = ZeroBlock();
+  auto receive = [&](const std::string& token, int n_prompt, int n_blocks) {
+    absl::StatusOr<kv_transfer::KvReceiveSession> session =
+        kv_transfer::KvReceiveSession::Open(scheduler, **pool, token);
+    if (!session.ok()) return session.status();
+    for (int b = 0; b < n_blocks; ++b) {
+      const int n_tokens = std::min(16, n_prompt - 16 * b);
+      if (absl::Status s = session->ReceiveCopies({Block(b, n_tokens, data)}); !s.ok()) return s;
+    }
+    return session->Complete(7);
+  };
+  // Three sequences decoding.
+  const std::vector<std::string> running = {"r0", "r1", "r2"};
+  for (const std::string& id : running) {
+    DecodeSpec spec = Spec(id, 4, 400);  // 2 s of 5 ms steps
+    spec.ignore_eos = true;
+    absl::StatusOr<Reservation> r = scheduler.Reserve(spec, absl::Now() + absl::Seconds(5), {});
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_TRUE(receive(r->transfer_token, 4, 1).ok());
+  }
+  std::map<std::string, int64_t> tokens;
+  auto drain = [&] {
+    for (const std::string& id : running) {
+      std::vector<SequenceEvent> events;
+      ASSERT_TRUE(scheduler.WaitEvents(id, absl::Now(), &events).ok());
+      for (const SequenceEvent& e : events) tokens[id] += e.kind == SequenceEvent::Kind::kToken;
+    }
+  };
+  absl::SleepFor(absl::Milliseconds(50));
+  drain();
+  for (const std::string& id : running) ASSERT_GT(tokens[id], 0) << id;
+
+  // A fourth sequence's KV, two blocks written one at a time: 400 ms of writes.
+  slow_storage->set_slow(true);
+  DecodeSpec spec = Spec("arriving", 20, 10);
+  absl::StatusOr<Reservation> r = scheduler.Reserve(spec, absl::Now() + absl::Seconds(5), {});
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::map<std::string, int64_t> before = tokens;
+  const absl::Time install_start = absl::Now();
+  std::future<absl::Status> install =
+      std::async(std::launch::async, [&] { return receive(r->transfer_token, 20, 2); });
+  ASSERT_EQ(install.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  const absl::Duration install_time = absl::Now() - install_start;
+  ASSERT_TRUE(install.get().ok());
+  drain();
+  EXPECT_GE(install_time, absl::Milliseconds(400));
+  // Steps of >= 5 ms: a batch stalled by the writes would add at most a token between them; a
+  // free one adds one token per step (up to 80) to every sequence.
+  for (const std::string& id : running) {
+    EXPECT_GE(tokens[id] - before[id], 20) << id << " advanced " << tokens[id] - before[id]
+                                           << " tokens during a "
+                                           << absl::FormatDuration(install_time) << " install";
+  }
+  for (const std::string& id : {"r0", "r1", "r2", "arriving"}) scheduler.Release(id);
+}
+
+TEST_F(DecodeSchedulerTest, LeaseRunsOutOnlyForTheReservationWhoseKvStalls) {
+  scheduler_.reset();
+  SchedulerOptions options;
+  options.kv_lease.idle = absl::Milliseconds(300);
+  options.kv_lease.max = absl::Seconds(30);
+  scheduler_ = std::make_unique<DecodeScheduler>(
+      engine_->config(), engine_->kv_pool(), engine_->forward(),
+      engine_->tokenizer().end_of_generation_ids(), options);
+  const std::string data = ZeroBlock();
+  DecodeSpec flowing = Spec("flowing", 20, 10);
+  flowing.ignore_eos = true;
+  ASSERT_TRUE(Reserve(flowing).ok());
+  ASSERT_TRUE(Reserve(Spec("stalled", 10, 5)).ok());
+  const absl::Time start = absl::Now();
+  // "flowing" gets a block every 100 ms: its lease holds past the idle limit.
+  ASSERT_TRUE(InstallKv("flowing", {Block(0, 16, data)}).ok());
+  absl::SleepFor(absl::Milliseconds(200));
+  ASSERT_TRUE(InstallKv("flowing", {Block(1, 4, data)}).ok());
+  absl::SleepFor(absl::Milliseconds(200));
+  ASSERT_TRUE(CompleteKv("flowing", 7).ok());
+
+  std::vector<SequenceEvent> events;
+  while (events.empty() && absl::Now() - start < absl::Seconds(5)) {
+    ASSERT_TRUE(scheduler_->WaitEvents("stalled", absl::Now() + absl::Milliseconds(50), &events).ok());
+  }
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, SequenceEvent::Kind::kError);
+  EXPECT_EQ(events[0].error.code(), absl::StatusCode::kAborted) << events[0].error;
+  EXPECT_NE(events[0].error.message().find("lease ran out"), std::string::npos) << events[0].error;
+  EXPECT_EQ(scheduler_->StateOf("stalled"), SequenceState::kFailed);
+  EXPECT_EQ(InstallKv("stalled", {Block(0, 10, data)}).code(), absl::StatusCode::kPermissionDenied);
+  scheduler_->Release("stalled");
+
+  std::vector<SequenceEvent> all;
+  while ((all.empty() || all.back().kind == SequenceEvent::Kind::kToken) &&
+         absl::Now() - start < absl::Seconds(10)) {
+    ASSERT_TRUE(scheduler_->WaitEvents("flowing", absl::Now() + absl::Milliseconds(50), &all).ok());
+  }
+  ASSERT_FALSE(all.empty());
+  EXPECT_EQ(all.back().kind, SequenceEvent::Kind::kFinished);
+  EXPECT_EQ(all.back().completion_tokens, 10);
+  scheduler_->Release("flowing");
+
+  // The hard cap holds however often KV arrives.
+  scheduler_.reset();
+  options.kv_lease.idle = absl::Seconds(30);
+  options.kv_lease.max = absl::Milliseconds(300);
+  scheduler_ = std::make_unique<DecodeScheduler>(
+      engine_->config(), engine_->kv_pool(), engine_->forward(),
+      engine_->tokenizer().end_of_generation_ids(), options);
+  ASSERT_TRUE(Reserve(Spec("capped", 40, 5)).ok());
+  ASSERT_TRUE(InstallKv("capped", {Block(0, 16, data)}).ok());
+  absl::SleepFor(absl::Milliseconds(350));
+  const absl::Status late = InstallKv("capped", {Block(1, 16, data)});
+  EXPECT_EQ(late.code(), absl::StatusCode::kAborted) << late;
+  EXPECT_NE(late.message().find("longer than"), std::string::npos) << late;
+  EXPECT_EQ(scheduler_->StateOf("capped"), SequenceState::kFailed);
+  scheduler_->Release("capped");
+}
+
+TEST_F(DecodeSchedulerTest, PinnedBlocksOutliveTheirSequenceUntilUnpinned) {
+  ASSERT_TRUE(Reserve(Spec("pinned", 20, 10)).ok());  // 2 blocks
+  const std::string token = tokens_["pinned"];
+  const std::vector<int64_t> indices = {0, 1};
+  ASSERT_TRUE(scheduler_->Pin(token, indices).ok());
+  // A second session may not pin the same blocks: that fails the sequence.
+  EXPECT_EQ(scheduler_->Pin(token, {1}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(scheduler_->StateOf("pinned"), SequenceState::kFailed);
+  scheduler_->Release("pinned");  // the consumer went away while bytes were being written
+  EXPECT_EQ(engine_->kv_pool().n_free(), 2);  // still held: a write may be in progress
+  const absl::Status unpinned = scheduler_->Unpin(token, indices, absl::OkStatus());
+  EXPECT_FALSE(unpinned.ok());  // the sequence had ended meanwhile
+  EXPECT_EQ(engine_->kv_pool().n_free(), 4);
+  EXPECT_EQ(scheduler_->Lookup(token).status().code(), absl::StatusCode::kPermissionDenied);
 }
 
 }  // namespace

@@ -15,6 +15,8 @@
 #include "common/engine/generator.h"
 #include "common/rpc/proto_convert.h"
 #include "decode_node/decode_scheduler.h"
+#include "common/kv_transfer/grpc/kv_receiver_service.h"
+#include "common/kv_transfer/transfer_token.h"
 #include "decode_node/decode_service.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -64,13 +66,16 @@ class DecodeServiceTest : public ::testing::Test {
     // stories260K decodes a token in well under a millisecond: pace the steps so that requests
     // overlap and deadlines can pass mid-generation.
     options.min_step_duration = absl::Milliseconds(2);
+    // KvThatNeverArrivesFailsWhenTheLeaseRunsOut relies on the idle limit.
+    options.kv_lease.idle = absl::Seconds(2);
+    // A sender that names another model is refused (one that names none is not checked).
+    options.model_fingerprint = std::string(32, '0');
     scheduler_ = std::make_unique<DecodeScheduler>(
         worker_engine_->config(), worker_engine_->kv_pool(), worker_engine_->forward(),
         worker_engine_->tokenizer().end_of_generation_ids(), options);
-    DecodeServiceOptions service_options;
-    service_options.kv_timeout = absl::Seconds(2);  // KvThatNeverArrivesTimesOut relies on it
-    decode_service_ = std::make_unique<DecodeWorkerService>(*scheduler_, service_options);
-    kv_service_ = std::make_unique<KvReceiverService>(*scheduler_);
+    decode_service_ = std::make_unique<DecodeWorkerService>(*scheduler_, DecodeServiceOptions{});
+    kv_service_ = std::make_unique<kv_transfer::KvReceiverService>(*scheduler_,
+                                                                   worker_engine_->kv_pool());
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -176,7 +181,7 @@ class DecodeServiceTest : public ::testing::Test {
   static engine::Engine* worker_engine_;
   std::unique_ptr<DecodeScheduler> scheduler_;
   std::unique_ptr<DecodeWorkerService> decode_service_;
-  std::unique_ptr<KvReceiverService> kv_service_;
+  std::unique_ptr<kv_transfer::KvReceiverService> kv_service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<v1::DecodeWorker::Stub> decode_stub_;
   std::unique_ptr<v1::KvReceiver::Stub> kv_stub_;
@@ -320,10 +325,13 @@ TEST_F(DecodeServiceTest, BadChunkFailsOnlyItsRequest) {
       {"wrong checksum", [](auto& c) { c[0].mutable_blocks(0)->set_checksum(c[0].blocks(0).checksum() ^ 1); },
        grpc::StatusCode::DATA_LOSS, "checksum"},
       {"wrong layout block size", [](auto& c) { c[0].mutable_layout()->set_block_size(8); },
-       grpc::StatusCode::INVALID_ARGUMENT, "layout"},
+       grpc::StatusCode::FAILED_PRECONDITION, "layout"},
       {"wrong layout layers",
        [](auto& c) { c[0].mutable_layout()->set_n_layers(c[0].layout().n_layers() + 1); },
-       grpc::StatusCode::INVALID_ARGUMENT, "layout mismatch"},
+       grpc::StatusCode::FAILED_PRECONDITION, "layout mismatch"},
+      {"another model",
+       [](auto& c) { c[0].mutable_layout()->set_model_fingerprint(std::string(32, 'f')); },
+       grpc::StatusCode::FAILED_PRECONDITION, "model mismatch"},
       {"wrong layout version", [](auto& c) { c[0].mutable_layout()->set_version(99); },
        grpc::StatusCode::INVALID_ARGUMENT, "version"},
       {"duplicate index", [](auto& c) { c[1].mutable_blocks(0)->set_index(0); },
@@ -340,7 +348,7 @@ TEST_F(DecodeServiceTest, BadChunkFailsOnlyItsRequest) {
       {"wrong prompt size", [](auto& c) { c[0].set_n_prompt_tokens(c[0].n_prompt_tokens() + 1); },
        grpc::StatusCode::INVALID_ARGUMENT, "prompt tokens"},
       {"no last chunk", [](auto& c) { c.back().set_last(false); },
-       grpc::StatusCode::INVALID_ARGUMENT, "before its last chunk"},
+       grpc::StatusCode::ABORTED, "before its last chunk"},
       {"first token outside vocabulary", [](auto& c) { c.back().set_first_token(1 << 20); },
        grpc::StatusCode::INVALID_ARGUMENT, "vocabulary"},
   };
@@ -380,12 +388,57 @@ TEST_F(DecodeServiceTest, BadChunkFailsOnlyItsRequest) {
   }
 }
 
-TEST_F(DecodeServiceTest, KvForUnknownRequestIsNotFound) {
-  const std::vector<int32_t> prompt = Encode("Once upon a time");
+TEST_F(DecodeServiceTest, KvWithoutTheTransferTokenIsRefusedAndTouchesNothing) {
+  const std::vector<int32_t> prompt = Encode(kLongPrompt);
   const LocalPrefill prefill = Prefill(prompt, {});
-  const grpc::Status status = testing::PushChunks(*kv_stub_, MakeChunks("nobody", layout_, prefill));
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND) << status.error_message();
-  EXPECT_NE(status.error_message().find("nobody"), std::string::npos);
+  const engine::GenerationResult reference = Reference(prompt, 30, {}, true);
+  // No token at all, for a request nobody reserved.
+  grpc::Status status = testing::PushChunks(*kv_stub_, MakeChunks("nobody", layout_, prefill));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << status.error_message();
+
+  // A stranger who knows the request id pushes forged blocks with correct checksums while the
+  // reservation awaits its KV: refused, and the real KV that follows decodes as if nothing
+  // happened.
+  LocalPrefill forged = prefill;
+  for (std::string& block : forged.blocks) block.assign(block.size(), '\x7f');
+  RunOptions options;
+  options.on_reserved = [&] {
+    for (const std::string& token : {std::string(), kv_transfer::NewTransferToken()}) {
+      std::vector<v1::KvChunk> chunks = MakeChunks("victim", layout_, forged);
+      chunks.front().set_transfer_token(token);
+      const grpc::Status refused = testing::PushChunks(*kv_stub_, chunks);
+      EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+          << refused.error_message();
+    }
+  };
+  const DecodeOutcome out = Run(MakeRequest("victim", prompt, 30, {}, true),
+                                MakeChunks("victim", layout_, prefill), options);
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  EXPECT_TRUE(out.push_status.ok()) << out.push_status.error_message();
+  EXPECT_EQ(FullOutput(out, prefill.first_token), reference.output_ids);
+
+  // The token is used up: presenting it again is refused too.
+  std::vector<v1::KvChunk> again = MakeChunks("victim", layout_, prefill);
+  again.front().set_transfer_token(out.handoff.transfer_token());
+  status = testing::PushChunks(*kv_stub_, again);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << status.error_message();
+}
+
+TEST_F(DecodeServiceTest, ReservedAnswersWithTheHandoff) {
+  const std::vector<int32_t> prompt = Encode(kLongPrompt);
+  const LocalPrefill prefill = Prefill(prompt, {});
+  const DecodeOutcome out = Run(MakeRequest("handoff", prompt, 10, {}, true),
+                                MakeChunks("handoff", layout_, prefill));
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  const v1::KvHandoff& handoff = out.handoff;
+  EXPECT_EQ(handoff.transfer_token().size(), kv_transfer::kTransferTokenBytes);
+  EXPECT_EQ(static_cast<size_t>(handoff.block_ids_size()), prefill.blocks.size());
+  EXPECT_EQ(handoff.layout().block_size(), layout_.block_size());
+  EXPECT_EQ(handoff.layout().n_layers(), layout_.n_layers());
+  ASSERT_EQ(handoff.transports_size(), 1);
+  EXPECT_EQ(handoff.transports(0).transport(), "grpc");
+  EXPECT_EQ(handoff.lease_idle_ms(), 2000);
+  EXPECT_EQ(handoff.lease_max_ms(), 60000);
 }
 
 TEST_F(DecodeServiceTest, BadRequestsAreRejected) {
@@ -438,16 +491,16 @@ TEST_F(DecodeServiceTest, DeadlineWhileAwaitingKvFreesBlocks) {
   EXPECT_TRUE(WaitForAllBlocksFree(absl::Seconds(5)));
 }
 
-TEST_F(DecodeServiceTest, KvThatNeverArrivesTimesOut) {
-  // The call itself has a long deadline: the worker's own KV wait (2 s here) ends it.
+TEST_F(DecodeServiceTest, KvThatNeverArrivesFailsWhenTheLeaseRunsOut) {
+  // The call itself has a long deadline: the reservation's lease (2 s idle here) ends it.
   const std::vector<int32_t> prompt = Encode("Once upon a time");
   RunOptions options;
   options.push = false;
   const absl::Time start = absl::Now();
   const DecodeOutcome out = Run(MakeRequest("kv-never", prompt, 50, {}), {}, options);
   EXPECT_TRUE(out.reserved);
-  EXPECT_EQ(out.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-  EXPECT_NE(out.status.error_message().find("did not arrive"), std::string::npos)
+  EXPECT_EQ(out.status.error_code(), grpc::StatusCode::ABORTED);
+  EXPECT_NE(out.status.error_message().find("lease ran out"), std::string::npos)
       << out.status.error_message();
   EXPECT_GE(absl::Now() - start, absl::Seconds(2));
   EXPECT_LT(absl::Now() - start, absl::Seconds(20));

@@ -92,10 +92,18 @@ DecodeOutcome RunDecode(v1::DecodeWorker::Stub& decode, v1::KvReceiver::Stub& kv
       out.reserved = true;
       out.reserved_blocks = event.reserved().kv_blocks();
       if (options.on_reserved) options.on_reserved();
+      out.handoff = event.reserved().handoff();
       if (options.cancel_after_reserved) {
         context.TryCancel();
         cancelled = true;
-      } else if (options.push) out.push_status = PushChunks(kv, chunks);
+      } else if (options.push) {
+        std::vector<v1::KvChunk> with_token = chunks;
+        if (!with_token.empty()) {
+          with_token.front().set_transfer_token(
+              options.token.value_or(event.reserved().handoff().transfer_token()));
+        }
+        out.push_status = PushChunks(kv, with_token);
+      }
     } else if (event.has_token()) {
       out.streamed.push_back(event.token().token_id());
       out.indices.push_back(event.token().index());

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,7 +31,8 @@ LocalPrefill PrefillLocally(engine::Engine& engine, const std::vector<int32_t>& 
                             const sampling::SamplingParams& params);
 
 // Chunks for KvReceiver.PushKv: `blocks_per_chunk` blocks each, the layout and prompt size in
-// the first, the first token and `last` in the last; checksums computed over the data.
+// the first, the first token and `last` in the last; checksums computed over the data. No
+// transfer token: RunDecode puts the reservation's into the first chunk.
 std::vector<v1::KvChunk> MakeChunks(const std::string& request_id, const v1::KvLayoutInfo& layout,
                                     const LocalPrefill& prefill, int blocks_per_chunk = 2);
 void RecomputeChecksum(v1::KvBlock& block);
@@ -40,6 +42,7 @@ grpc::Status PushChunks(v1::KvReceiver::Stub& stub, const std::vector<v1::KvChun
                         v1::PushKvResponse* response = nullptr);
 
 struct DecodeOutcome {
+  v1::KvHandoff handoff;  // from `reserved`
   grpc::Status status;
   grpc::Status push_status;
   bool reserved = false;
@@ -62,9 +65,12 @@ struct RunOptions {
   // Called once `reserved` has arrived, before the KV is pushed.
   std::function<void()> on_reserved;
   bool cancel_after_reserved = false;  // cancel the call instead of pushing the KV
+  // The transfer token the push presents; the one `reserved` carried when unset.
+  std::optional<std::string> token;
 };
 
-// Decode(request): reads `reserved`, pushes `chunks`, reads every later event.
+// Decode(request): reads `reserved`, pushes `chunks` with the reservation's transfer token (or
+// options.token), reads every later event.
 DecodeOutcome RunDecode(v1::DecodeWorker::Stub& decode, v1::KvReceiver::Stub& kv,
                         const v1::DecodeRequest& request, const std::vector<v1::KvChunk>& chunks,
                         const RunOptions& options = {});

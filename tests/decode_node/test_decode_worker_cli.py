@@ -29,7 +29,10 @@ def start_worker(*extra, listen="127.0.0.1:0"):
     (["--max-batch", "0"], "--max-batch"),
     (["--max-batch", "lots"], "max-batch"),
     (["--kv-pool-tokens", "0"], "--kv-pool-tokens"),
-    (["--kv-timeout-ms", "0"], "--kv-timeout-ms"),
+    (["--kv-lease-idle-ms", "0"], "--kv-lease-idle-ms"),
+    (["--kv-lease-max-ms", "-5"], "--kv-lease-max-ms"),
+    (["--kv-transport", "carrier-pigeon"], "unknown KV transport"),
+    (["--kv-timeout-ms", "1000"], "kv-timeout-ms"),  # replaced by the two lease flags
     (["--listen", "nonsense"], "--listen"),
     (["--advertise", "10.0.0.7"], "--advertise"),  # no port: nobody could connect to it
     (["--bogus"], "bogus"),
@@ -45,7 +48,8 @@ def test_model_is_required():
 def test_help_lists_the_flags():
     result = lib.run_binary([lib.binary(WORKER), "--help"])
     for flag in ("--model", "--listen", "--router", "--worker-id", "--advertise",
-                 "--kv-pool-tokens", "--max-batch", "--kv-timeout-ms"):
+                 "--kv-pool-tokens", "--max-batch", "--kv-lease-idle-ms", "--kv-lease-max-ms",
+                 "--kv-transport"):
         assert flag in result.stdout, result.stdout
 
 

@@ -24,7 +24,9 @@
 #include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
 #include "kv_transfer.grpc.pb.h"
-#include "prefill_node/grpc_kv_sink.h"
+#include "common/kv_transfer/grpc/control_stream.h"
+#include "common/kv_transfer/grpc/grpc_transport.h"
+#include "common/kv_transfer/send_transports.h"
 #include "prefill_node/prefill_scheduler.h"
 #include "prefill_node/prefill_service.h"
 #include "tests/support/stories_engine.h"
@@ -150,6 +152,7 @@ class PrefillWorkerTest : public ::testing::Test {
   }
 
   void StartWorker(PrefillSchedulerOptions options) {
+    sinks_.Add(std::make_unique<kv_transfer::GrpcKvSendTransport>(channels_));
     scheduler_ = std::make_unique<PrefillScheduler>(*worker_engine_, sinks_, std::move(options));
     service_ = std::make_unique<PrefillService>(*scheduler_);
     int port = 0;
@@ -175,6 +178,15 @@ class PrefillWorkerTest : public ::testing::Test {
     request.set_request_id(id);
     for (int32_t t : prompt) request.add_prompt_ids(t);
     request.set_decode_address(decode_address_);
+    // What a decode worker's reservation would answer.
+    const kv::KvLayout& layout = worker_engine_->kv_pool().layout();
+    v1::KvHandoff* handoff = request.mutable_handoff();
+    handoff->set_transfer_token(std::string(16, 't'));
+    *handoff->mutable_layout() = rpc::KvLayoutToProto(layout);
+    for (size_t b = 0; b * layout.block_size < prompt.size(); ++b) {
+      handoff->add_block_ids(static_cast<int32_t>(100 + b));
+    }
+    handoff->add_transports()->set_transport("grpc");
     return request;
   }
 
@@ -219,10 +231,13 @@ class PrefillWorkerTest : public ::testing::Test {
     for (int p = 0; p < n; ++p) batch.push_back({prompt[p], p, &table, false});
     ASSERT_TRUE(reference_engine_->forward().Forward(batch).ok());
 
+    // The chunks of blocks, then the last one with the first token.
     const std::vector<v1::KvChunk> chunks = receiver_.chunks(id);
-    ASSERT_EQ(static_cast<int>(chunks.size()), (n_blocks + chunk_blocks - 1) / chunk_blocks);
+    ASSERT_EQ(static_cast<int>(chunks.size()), (n_blocks + chunk_blocks - 1) / chunk_blocks + 1);
     const v1::KvLayoutInfo expected_layout = rpc::KvLayoutToProto(worker_engine_->kv_pool().layout());
     EXPECT_EQ(chunks[0].request_id(), id);
+    EXPECT_EQ(chunks[0].transfer_token(), std::string(16, 't'));
+    EXPECT_EQ(chunks[0].transport(), "grpc");
     EXPECT_EQ(chunks[0].layout().SerializeAsString(), expected_layout.SerializeAsString());
     EXPECT_EQ(chunks[0].n_prompt_tokens(), n);
     const std::vector<kv::BlockKey> keys = kv::FullBlockKeys(prompt, bs);
@@ -234,6 +249,7 @@ class PrefillWorkerTest : public ::testing::Test {
       EXPECT_EQ(chunks[c].last(), last) << "chunk " << c;
       if (last) {
         EXPECT_EQ(chunks[c].first_token(), first_token);
+        EXPECT_EQ(chunks[c].blocks_size(), 0);
       }
       for (const v1::KvBlock& block : chunks[c].blocks()) {
         const int b = next_index++;
@@ -284,7 +300,8 @@ class PrefillWorkerTest : public ::testing::Test {
   std::unique_ptr<grpc::Server> decode_server_;
   int decode_port_ = 0;
   std::string decode_address_;
-  GrpcKvSinkFactory sinks_;
+  kv_transfer::KvChannels channels_;
+  kv_transfer::KvSendTransports sinks_{kv_transfer::TransportMode::kAuto};
   std::unique_ptr<PrefillScheduler> scheduler_;
   std::unique_ptr<PrefillService> service_;
   std::unique_ptr<grpc::Server> worker_server_;
@@ -370,7 +387,7 @@ TEST_F(PrefillWorkerTest, ChunksArriveWhileLaterChunksAreComputed) {
   std::lock_guard<std::mutex> lock(mutex);
   EXPECT_EQ(events, (std::vector<std::string>{"forward 1 after chunk arrived",
                                               "forward 2 after chunk arrived"}));
-  EXPECT_EQ(receiver_.chunks("overlap").size(), 3u);
+  EXPECT_EQ(receiver_.chunks("overlap").size(), 4u);  // 3 of blocks, the last with the token
 }
 
 TEST_F(PrefillWorkerTest, FullQueueIsResourceExhaustedAtOnce) {
@@ -454,6 +471,16 @@ TEST_F(PrefillWorkerTest, InvalidInputIsInvalidArgumentNamingTheProblem) {
     cases.push_back({"no decode address", r, "decode_address is empty"});
   }
   cases.push_back({"no request id", Request("", ok_prompt), "request_id is empty"});
+  {
+    v1::PrefillRequest r = Request("k", ok_prompt);
+    r.clear_handoff();
+    cases.push_back({"no handoff", r, "no KV handoff"});
+  }
+  {
+    v1::PrefillRequest r = Request("l", ok_prompt);
+    r.mutable_handoff()->add_block_ids(7);
+    cases.push_back({"a target block too many", r, "target blocks"});
+  }
   for (const Case& c : cases) {
     v1::PrefillResponse response;
     const grpc::Status status = Call(c.request, &response);

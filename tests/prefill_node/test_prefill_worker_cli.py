@@ -74,19 +74,28 @@ def test_registers_and_serves_a_prefill():
         assert load[3] == load[4]  # all free while idle
 
         prompt = [1 + (i * 37) % 500 for i in range(150)]
+        # KvHandoff: the token, 10 target blocks, the worker's own layout, the grpc transport.
+        token = bytes(range(16))
+        handoff = (field_bytes(1, token)
+                   + field_bytes(2, b"".join(varint(100 + b) for b in range(10)))
+                   + field_bytes(3, reg[5][0])
+                   + field_bytes(4, field_bytes(1, b"grpc")))
         request = (field_bytes(1, b"req-1")
                    + field_bytes(2, b"".join(varint(t) for t in prompt))
-                   + field_bytes(4, fake.encode()))
+                   + field_bytes(4, fake.encode())
+                   + field_bytes(5, handoff))
         with grpc.insecure_channel(worker.address) as channel:
             prefill = channel.unary_unary("/pdserve.v1.PrefillWorker/Prefill", **RAW)
             response = parse_fields(prefill(request, timeout=30))
             assert response[4] == [10]  # kv_blocks_sent
-            assert len(chunks) == 3
+            assert len(chunks) == 4  # 3 of blocks, then the last with the first token
             assert chunks[0][1] == [b"req-1"]
+            assert chunks[0][7] == [token]  # transfer_token
             assert chunks[-1][5] == [1]  # last
+            assert 4 not in chunks[-1]  # no blocks in the last chunk
             assert response.get(1, [0]) == chunks[-1].get(6, [0])  # first token
 
-            bad = field_bytes(1, b"req-2") + field_bytes(4, fake.encode())
+            bad = field_bytes(1, b"req-2") + field_bytes(4, fake.encode()) + field_bytes(5, handoff)
             with pytest.raises(grpc.RpcError) as error:
                 prefill(bad, timeout=30)
             assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -121,6 +121,103 @@ TEST(WorkerRegistryTest, RejectsBadRegistrationsAndRecordsKvLayout) {
   EXPECT_EQ(workers[0].ToProto().kv_layout().dtype(), "f32");
 }
 
+// stories260K's identity as the router computes it (fingerprint shortened for reading).
+ModelIdentity Stories() {
+  ModelIdentity model;
+  model.file_name = "stories260K.gguf";
+  model.fingerprint = "0000000000000000000000000000aaaa";
+  model.n_layers = 5;
+  model.n_kv_heads = 4;
+  model.head_dim = 8;
+  return model;
+}
+
+// A worker running Stories() with the given block size.
+WorkerRegistration StoriesWorker(const std::string& id, int block_size = 16,
+                                 const std::string& dtype = "f32") {
+  WorkerRegistration r = Decode(id, Load(0, 0, 10, 10), block_size);
+  r.kv_layout.set_n_layers(5);
+  r.kv_layout.set_n_kv_heads(4);
+  r.kv_layout.set_head_dim(8);
+  r.kv_layout.set_dtype(dtype);
+  r.kv_layout.set_model_fingerprint("0000000000000000000000000000aaaa");
+  r.model_name = "stories260K.gguf";
+  return r;
+}
+
+TEST(WorkerRegistryTest, RefusesAWorkerWithAnotherModelNamingBothFiles) {
+  FakeClock clock;
+  WorkerRegistry registry(absl::Seconds(3), clock.AsClock(), Stories());
+  WorkerRegistration other = StoriesWorker("d-other");
+  other.kv_layout.set_model_fingerprint("0000000000000000000000000000bbbb");
+  other.model_name = "stories260K.bin";
+  const absl::Status refused = registry.Register(other);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
+  EXPECT_EQ(refused.message(),
+            "worker d-other runs model fingerprint 0000000000000000000000000000bbbb "
+            "(stories260K.bin) but the router's model is 0000000000000000000000000000aaaa "
+            "(stories260K.gguf)");
+  EXPECT_TRUE(registry.Snapshot().empty());
+
+  EXPECT_TRUE(registry.Register(StoriesWorker("d-same")).ok());
+  // No fingerprint (fake workers, older workers): accepted.
+  WorkerRegistration unknown = StoriesWorker("d-unknown");
+  unknown.kv_layout.clear_model_fingerprint();
+  EXPECT_TRUE(registry.Register(unknown).ok());
+  EXPECT_EQ(registry.Snapshot().size(), 2u);
+}
+
+TEST(WorkerRegistryTest, RefusesAKvShapeOtherThanTheModels) {
+  FakeClock clock;
+  WorkerRegistry registry(absl::Seconds(3), clock.AsClock(), Stories());
+  WorkerRegistration layers = StoriesWorker("d-layers");
+  layers.kv_layout.set_n_layers(6);
+  const absl::Status refused = registry.Register(layers);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
+  EXPECT_EQ(refused.message(),
+            "worker d-layers has KV layout layers=6 kv_heads=4 head_dim=8 block_size=16 "
+            "dtype=f32 (stories260K.gguf) but the router's model (stories260K.gguf) has "
+            "layers=5 kv_heads=4 head_dim=8");
+  WorkerRegistration heads = StoriesWorker("d-heads");
+  heads.kv_layout.set_n_kv_heads(8);
+  EXPECT_EQ(registry.Register(heads).code(), absl::StatusCode::kFailedPrecondition);
+  WorkerRegistration head_dim = StoriesWorker("d-head-dim");
+  head_dim.kv_layout.set_head_dim(16);
+  EXPECT_EQ(registry.Register(head_dim).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(registry.Snapshot().empty());
+  // A worker that sends no shape (a fake one) is not checked.
+  EXPECT_TRUE(registry.Register(Prefill("p-fake")).ok());
+}
+
+TEST(WorkerRegistryTest, BlockSizeAndDtypeAreFixedByTheHealthyWorkers) {
+  FakeClock clock;
+  WorkerRegistry registry(absl::Seconds(3), clock.AsClock(), Stories());
+  ASSERT_TRUE(registry.Register(StoriesWorker("d-1", 16)).ok());
+  const absl::Status refused = registry.Register(StoriesWorker("d-2", 32));
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
+  EXPECT_EQ(refused.message(),
+            "worker d-2 has KV layout layers=5 kv_heads=4 head_dim=8 block_size=32 dtype=f32 "
+            "but the registered worker d-1 has layers=5 kv_heads=4 head_dim=8 block_size=16 "
+            "dtype=f32: every worker must use the same KV block size and dtype");
+  const absl::Status dtype = registry.Register(StoriesWorker("d-2", 16, "bf16"));
+  EXPECT_EQ(dtype.code(), absl::StatusCode::kFailedPrecondition) << dtype;
+  EXPECT_NE(dtype.message().find("dtype=bf16"), std::string::npos) << dtype;
+  ASSERT_EQ(registry.Snapshot().size(), 1u);
+  ASSERT_TRUE(registry.Register(StoriesWorker("d-2", 16)).ok());
+
+  // A worker re-registering is not compared with itself, only with the others.
+  EXPECT_EQ(registry.Register(StoriesWorker("d-1", 32)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  // Once the others are stale, another block size may start over (a restarted cluster).
+  clock.now += absl::Seconds(2);
+  ASSERT_TRUE(registry.Heartbeat("d-1", Load(0, 0, 10, 10)));
+  clock.now += absl::Seconds(2);  // d-2 is stale, d-1 is not
+  EXPECT_EQ(registry.Register(StoriesWorker("d-3", 32)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(registry.Register(StoriesWorker("d-1", 32)).ok());
+  EXPECT_EQ(Find(registry.Snapshot(), "d-1")->kv_layout.block_size(), 32);
+}
+
 TEST(WorkerSelectionTest, PrefillPicksLeastLoadedCountingDispatchesSinceHeartbeat) {
   FakeClock clock;
   WorkerRegistry registry(absl::Seconds(3), clock.AsClock());
@@ -165,7 +262,11 @@ TEST(WorkerSelectionTest, DecodeUsesEachWorkersBlockSizeAndSkipsUnhealthy) {
   FakeClock clock;
   WorkerRegistry registry(absl::Seconds(3), clock.AsClock());
   ASSERT_TRUE(registry.Register(Decode("d-small-blocks", Load(0, 0, 9, 9), 4)).ok());
+  // Another block size joins only while no healthy worker has one (see
+  // BlockSizeAndDtypeAreFixedByTheHealthyWorkers), but a stale worker may come back.
+  clock.now += absl::Seconds(4);
   ASSERT_TRUE(registry.Register(Decode("d-big-blocks", Load(0, 0, 3, 3), 32)).ok());
+  ASSERT_TRUE(registry.Heartbeat("d-small-blocks", Load(0, 0, 9, 9)));
   // 40 tokens: 10 blocks of 4 (does not fit 9), 2 blocks of 32 (fits).
   EXPECT_EQ(SelectDecodeWorker(registry.Snapshot(), 40)->worker_id, "d-big-blocks");
   clock.now += absl::Seconds(2);

@@ -129,6 +129,15 @@ TEST(GgufFileTest, TensorTable) {
   EXPECT_EQ(g->alignment(), 32u);
 }
 
+TEST(GgufFileTest, TensorInfoEndIsBeforeTheAlignmentPadding) {
+  std::vector<uint8_t> bytes = GgufBuilder().SetU32("k", 1).AddTensor("t", 0, {4}).Build();
+  std::unique_ptr<GgufFile> g = *ParseBytes(bytes);
+  // magic 4 + version 4 + counts 16; key "k": length 8 + 1 + type 4 + u32 4; tensor "t":
+  // name length 8 + 1 + n_dims 4 + dim 8 + type 4 + offset 8.
+  EXPECT_EQ(g->tensor_info_end_offset(), 24u + 17u + 33u);
+  EXPECT_EQ(g->data_section_offset(), 96u);  // rounded up to the alignment 32
+}
+
 TEST(GgufFileTest, Version2IsAccepted) {
   std::vector<uint8_t> bytes = GgufBuilder(2).SetU32("k", 1).AddTensor("t", 0, {4}).Build();
   absl::StatusOr<std::unique_ptr<GgufFile>> f = ParseBytes(bytes);

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <future>
 #include <memory>
@@ -25,8 +26,8 @@ using test_support::WaitFor;
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
-// A router's WorkerRegistry reduced to counters: what the client sent, and one
-// registered=false answer on request.
+// A router's WorkerRegistry reduced to counters: what the client sent, one registered=false
+// answer on request, and registrations answered with an error on request.
 class FakeRegistry final : public v1::WorkerRegistry::Service {
  public:
   explicit FakeRegistry(int interval_ms) : interval_ms_(interval_ms) {}
@@ -36,6 +37,10 @@ class FakeRegistry final : public v1::WorkerRegistry::Service {
     std::lock_guard<std::mutex> lock(mutex_);
     last_register_ = *request;
     ++n_registers_;
+    if (n_errors_ > 0) {
+      --n_errors_;
+      return error_;
+    }
     response->set_heartbeat_interval_ms(interval_ms_);
     return grpc::Status::OK;
   }
@@ -55,6 +60,12 @@ class FakeRegistry final : public v1::WorkerRegistry::Service {
   void ForgetOnce() {
     std::lock_guard<std::mutex> lock(mutex_);
     forget_once_ = true;
+  }
+  // The next `n` registrations are answered with `error`.
+  void FailRegistrations(int n, grpc::Status error) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    n_errors_ = n;
+    error_ = std::move(error);
   }
   int n_registers() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -84,6 +95,8 @@ class FakeRegistry final : public v1::WorkerRegistry::Service {
   int n_heartbeats_ = 0;
   int n_registers_at_forget_ = -1;
   bool forget_once_ = false;
+  int n_errors_ = 0;
+  grpc::Status error_;
   v1::RegisterWorkerRequest last_register_;
   v1::HeartbeatRequest last_heartbeat_;
 };
@@ -242,6 +255,71 @@ TEST(WorkerHeartbeatTest, StopIsPromptEvenWithALongInterval) {
   server->Shutdown();
 }
 
+const grpc::Status kRefusal(grpc::StatusCode::FAILED_PRECONDITION,
+                            "worker prefill-test runs model fingerprint aaa (a.bin) but the "
+                            "router's model is bbb (b.gguf)");
+
+TEST(WorkerHeartbeatTest, ARefusalIsFinalAndStartReturnsTheRoutersMessage) {
+  FakeRegistry registry(/*interval_ms=*/20);
+  registry.FailRegistrations(1000, kRefusal);
+  int port = 0;
+  std::unique_ptr<grpc::Server> server = StartServer(&registry, 0, &port);
+  WorkerHeartbeatOptions options = OptionsFor(port);
+  options.register_retry = milliseconds(20);
+  WorkerHeartbeat heartbeat(options, [] { return LoadWithQueue(0); });
+  const auto start = Clock::now();
+  const absl::Status status = heartbeat.Start();
+  EXPECT_LT(Clock::now() - start, milliseconds(2000));  // not the 5 s register_timeout
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_NE(status.message().find("the router at 127.0.0.1:" + std::to_string(port) +
+                                  " refused this worker: " + kRefusal.error_message()),
+            std::string::npos)
+      << status;
+  EXPECT_EQ(heartbeat.refusal(), status);
+  EXPECT_FALSE(heartbeat.registered());
+  std::this_thread::sleep_for(milliseconds(300));  // 15 retry periods
+  EXPECT_EQ(registry.n_registers(), 1);            // asked once, never again
+  heartbeat.Stop();
+  server->Shutdown();
+}
+
+TEST(WorkerHeartbeatTest, OtherRegistrationErrorsAreRetried) {
+  FakeRegistry registry(/*interval_ms=*/20);
+  registry.FailRegistrations(2, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad"));
+  int port = 0;
+  std::unique_ptr<grpc::Server> server = StartServer(&registry, 0, &port);
+  WorkerHeartbeatOptions options = OptionsFor(port);
+  options.register_retry = milliseconds(20);
+  WorkerHeartbeat heartbeat(options, [] { return LoadWithQueue(0); });
+  ASSERT_TRUE(heartbeat.Start().ok());
+  EXPECT_EQ(registry.n_registers(), 3);
+  EXPECT_TRUE(heartbeat.refusal().ok());
+  heartbeat.Stop();
+  server->Shutdown();
+}
+
+TEST(WorkerHeartbeatTest, ARefusedReRegistrationEndsTheHeartbeat) {
+  FakeRegistry registry(/*interval_ms=*/20);
+  int port = 0;
+  std::unique_ptr<grpc::Server> server = StartServer(&registry, 0, &port);
+  WorkerHeartbeat heartbeat(OptionsFor(port), [] { return LoadWithQueue(0); });
+  ASSERT_TRUE(heartbeat.Start().ok());
+  EXPECT_TRUE(heartbeat.refusal().ok());
+  // A router restarted with another model forgets the worker, then refuses it.
+  registry.FailRegistrations(1000, kRefusal);
+  registry.ForgetOnce();
+  ASSERT_TRUE(WaitFor([&] { return !heartbeat.refusal().ok(); }));
+  EXPECT_EQ(heartbeat.refusal().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(heartbeat.registered());
+  const int registers = registry.n_registers();
+  const int heartbeats = registry.n_heartbeats();
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_EQ(registry.n_registers(), registers);  // the thread has ended
+  EXPECT_EQ(registry.n_heartbeats(), heartbeats);
+  heartbeat.Stop();
+  server->Shutdown();
+}
+
 // Sends SIGTERM to `thread` once `ready` holds and then `settle` has passed (time for the
 // waiting thread's 100 ms poll to log what it saw).
 std::thread SignalWhen(pthread_t thread, std::function<bool()> ready, milliseconds settle) {
@@ -271,10 +349,11 @@ TEST(WaitForShutdownWhileRegisteringTest, LogsEachRegistrationAndStopsTheHeartbe
       },
       milliseconds(1000));
   testing::internal::CaptureStderr();
-  const int signal_number = WaitForShutdownWhileRegistering(signals, &heartbeat, "test-worker");
+  const absl::StatusOr<int> signal_number =
+      WaitForShutdownWhileRegistering(signals, &heartbeat, "test-worker");
   const std::string log = testing::internal::GetCapturedStderr();
   killer.join();
-  EXPECT_EQ(signal_number, SIGTERM);
+  EXPECT_EQ(signal_number.value_or(0), SIGTERM) << signal_number.status();
   const std::string line = "registered with the router at 127.0.0.1:" + std::to_string(port) +
                            " as prefill-test (127.0.0.1:4242)";
   EXPECT_NE(log.find(line), std::string::npos) << log;
@@ -299,11 +378,12 @@ TEST(WaitForShutdownWhileRegisteringTest, ARouterThatIsNotUpIsLoggedAndTheWaitGo
   std::thread killer = SignalWhen(pthread_self(), [] { return true; }, milliseconds(1500));
   testing::internal::CaptureStderr();
   const auto start = Clock::now();
-  const int signal_number = WaitForShutdownWhileRegistering(signals, &heartbeat, "test-worker");
+  const absl::StatusOr<int> signal_number =
+      WaitForShutdownWhileRegistering(signals, &heartbeat, "test-worker");
   const auto waited = Clock::now() - start;
   const std::string log = testing::internal::GetCapturedStderr();
   killer.join();
-  EXPECT_EQ(signal_number, SIGTERM);
+  EXPECT_EQ(signal_number.value_or(0), SIGTERM) << signal_number.status();
   EXPECT_GE(waited, milliseconds(1000));  // the failed registration did not end the wait
   EXPECT_NE(log.find("test-worker: worker prefill-test could not register"), std::string::npos)
       << log;
@@ -311,10 +391,92 @@ TEST(WaitForShutdownWhileRegisteringTest, ARouterThatIsNotUpIsLoggedAndTheWaitGo
   EXPECT_FALSE(heartbeat.registered());
 }
 
+// Ends a wait that the code under test should end by itself: sends SIGTERM to `thread` (the
+// wait then returns a signal number, which the test rejects) unless destroyed within 10 s.
+class Watchdog {
+ public:
+  explicit Watchdog(pthread_t thread)
+      : thread_([this, thread] {
+          std::unique_lock<std::mutex> lock(mutex_);
+          if (!cv_.wait_for(lock, milliseconds(10000), [this] { return done_; })) {
+            pthread_kill(thread, SIGTERM);
+          }
+        }) {}
+  ~Watchdog() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;  // last: starts once the members above exist
+};
+
+TEST(WaitForShutdownWhileRegisteringTest, ARefusalAtStartUpEndsTheWaitWithoutASignal) {
+  const ShutdownSignals signals;
+  FakeRegistry registry(/*interval_ms=*/20);
+  registry.FailRegistrations(1000, kRefusal);
+  int port = 0;
+  std::unique_ptr<grpc::Server> server = StartServer(&registry, 0, &port);
+  WorkerHeartbeat heartbeat(OptionsFor(port), [] { return LoadWithQueue(0); });
+  testing::internal::CaptureStderr();
+  const auto start = Clock::now();
+  absl::StatusOr<int> result;
+  {
+    const Watchdog watchdog(pthread_self());
+    result = WaitForShutdownWhileRegistering(signals, &heartbeat, "test-worker");
+  }
+  const auto waited = Clock::now() - start;
+  const std::string log = testing::internal::GetCapturedStderr();
+  EXPECT_LT(waited, milliseconds(3000));
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition) << result.status();
+  EXPECT_NE(result.status().message().find(kRefusal.error_message()), std::string::npos)
+      << result.status();
+  // Not mistaken for a router that is down: the caller reports the refusal and exits.
+  EXPECT_EQ(log.find("still trying"), std::string::npos) << log;
+  EXPECT_EQ(registry.n_registers(), 1);
+  server->Shutdown();
+}
+
+TEST(WaitForShutdownWhileRegisteringTest, ARefusedReRegistrationEndsTheWaitWithoutASignal) {
+  const ShutdownSignals signals;
+  FakeRegistry registry(/*interval_ms=*/20);
+  int port = 0;
+  std::unique_ptr<grpc::Server> server = StartServer(&registry, 0, &port);
+  WorkerHeartbeat heartbeat(OptionsFor(port), [] { return LoadWithQueue(0); });
+  // Once registered, the router (as if restarted with another model) forgets and refuses it.
+  std::thread router_restart([&] {
+    WaitFor([&] { return heartbeat.registered(); }, milliseconds(10000));
+    registry.FailRegistrations(1000, kRefusal);
+    registry.ForgetOnce();
+  });
+  testing::internal::CaptureStderr();
+  absl::StatusOr<int> result;
+  {
+    const Watchdog watchdog(pthread_self());
+    result = WaitForShutdownWhileRegistering(signals, &heartbeat, "test-worker");
+  }
+  const std::string log = testing::internal::GetCapturedStderr();
+  router_restart.join();
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition) << result.status();
+  EXPECT_NE(log.find("registered with the router"), std::string::npos) << log;
+  EXPECT_EQ(registry.n_registers(), 2);  // the first, accepted; the refused one
+  const int heartbeats = registry.n_heartbeats();
+  std::this_thread::sleep_for(milliseconds(100));
+  EXPECT_EQ(registry.n_heartbeats(), heartbeats);  // stopped
+  server->Shutdown();
+}
+
 TEST(WaitForShutdownWhileRegisteringTest, WithoutARouterItJustWaits) {
   const ShutdownSignals signals;
   std::thread killer = SignalWhen(pthread_self(), [] { return true; }, milliseconds(200));
-  EXPECT_EQ(WaitForShutdownWhileRegistering(signals, nullptr, "test-worker"), SIGTERM);
+  EXPECT_EQ(WaitForShutdownWhileRegistering(signals, nullptr, "test-worker").value_or(0), SIGTERM);
   killer.join();
 }
 

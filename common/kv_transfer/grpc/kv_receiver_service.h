@@ -1,0 +1,28 @@
+#pragma once
+// KvReceiver.PushKv, the decode side of every handoff's control stream: a thin shell over a
+// KvReceiveSession (common/kv_transfer/receive_session.h). The first chunk opens the session
+// with the transfer token (no token or a wrong one: PERMISSION_DENIED, nothing touched); block
+// chunks are received by copy ("grpc") or checked in place ("shm"); the last chunk completes the
+// reservation. A stream that ends before its last chunk fails the reservation (ABORTED).
+
+#include "common/kv/kv_block_pool.h"
+#include "common/kv_transfer/reservation_table.h"
+#include "kv_transfer.grpc.pb.h"
+
+namespace pdserve::kv_transfer {
+
+class KvReceiverService final : public v1::KvReceiver::Service {
+ public:
+  // Both outlive the service; `pool` is the pool the table's reservations hold blocks of.
+  KvReceiverService(KvReservationTable& table, kv::KvBlockPool& pool)
+      : table_(table), pool_(pool) {}
+
+  grpc::Status PushKv(grpc::ServerContext* context, grpc::ServerReader<v1::KvChunk>* reader,
+                      v1::PushKvResponse* response) override;
+
+ private:
+  KvReservationTable& table_;
+  kv::KvBlockPool& pool_;
+};
+
+}  // namespace pdserve::kv_transfer

@@ -1,0 +1,170 @@
+#include "common/kv_transfer/shm/shared_memory_region.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace pdserve::kv_transfer {
+namespace {
+
+constexpr size_t kMaxNameChars = 255;  // NAME_MAX for the file under /dev/shm
+constexpr int kCreateAttempts = 4;     // name collisions need 64 equal random bits
+
+absl::Status ErrnoError(int error_number, const std::string& name, absl::string_view what) {
+  return absl::ErrnoToStatus(error_number,
+                             absl::StrCat("shared-memory object '", name, "': ", what));
+}
+
+absl::Status CheckName(const std::string& name) {
+  if (name.size() < 2 || name.size() > kMaxNameChars + 1 || name[0] != '/' ||
+      name.find('/', 1) != std::string::npos || name.find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "shared-memory object name '", name, "' is malformed: it must be '/' then 1 to ",
+        kMaxNameChars, " characters without '/'"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> RandomName() {
+  uint64_t random = 0;
+  size_t got = 0;
+  while (got < sizeof(random)) {
+    const ssize_t n = getrandom(reinterpret_cast<char*>(&random) + got, sizeof(random) - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return absl::ErrnoToStatus(errno, "shared-memory name: getrandom");
+    }
+    got += static_cast<size_t>(n);
+  }
+  return absl::StrFormat("/pdserve-kv-%d-%016x", static_cast<int>(getpid()), random);
+}
+
+// Maps all of fd read-write; closes fd whatever happens.
+absl::StatusOr<uint8_t*> MapAndClose(int fd, size_t bytes, const std::string& name) {
+  void* data = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  const int mmap_errno = errno;
+  close(fd);
+  if (data == MAP_FAILED) {
+    return ErrnoError(mmap_errno, name, absl::StrCat("mmap of ", bytes, " bytes"));
+  }
+  return static_cast<uint8_t*>(data);
+}
+
+}  // namespace
+
+absl::StatusOr<SharedMemoryRegion> SharedMemoryRegion::Create(size_t bytes) {
+  if (bytes == 0 || bytes > static_cast<size_t>(std::numeric_limits<off_t>::max())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "shared-memory region: ", bytes, " bytes requested, must be in [1, ",
+        std::numeric_limits<off_t>::max(), "]"));
+  }
+  std::string name;
+  int fd = -1;
+  for (int attempt = 0; fd < 0; ++attempt) {
+    absl::StatusOr<std::string> random_name = RandomName();
+    if (!random_name.ok()) return random_name.status();
+    name = *std::move(random_name);
+    fd = shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+    if (fd < 0 && (errno != EEXIST || attempt + 1 == kCreateAttempts)) {
+      return ErrnoError(errno, name, "shm_open (create)");
+    }
+  }
+  // From here every error path unlinks: the name exists only while this function may fail or
+  // the returned object lives.
+  absl::Status status;
+  if (ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
+    status = ErrnoError(errno, name, absl::StrCat("ftruncate to ", bytes, " bytes"));
+  } else if (const int err = posix_fallocate(fd, 0, static_cast<off_t>(bytes)); err != 0) {
+    // Reserving now turns a full /dev/shm into this error instead of a SIGBUS mid-transfer.
+    status = ErrnoError(err, name, absl::StrCat("reserving ", bytes, " bytes in /dev/shm"));
+  }
+  if (!status.ok()) {
+    close(fd);
+    shm_unlink(name.c_str());
+    return status;
+  }
+  absl::StatusOr<uint8_t*> data = MapAndClose(fd, bytes, name);
+  if (!data.ok()) {
+    shm_unlink(name.c_str());
+    return data.status();
+  }
+  // A new object reads as zeros (ftruncate and fallocate give zero-filled pages).
+  return SharedMemoryRegion(std::move(name), *data, bytes, /*owns_name=*/true);
+}
+
+absl::StatusOr<SharedMemoryRegion> SharedMemoryRegion::Open(const std::string& name) {
+  if (absl::Status s = CheckName(name); !s.ok()) return s;
+  const int fd = shm_open(name.c_str(), O_RDWR, 0);
+  if (fd < 0) return ErrnoError(errno, name, "shm_open (read-write)");
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    const int err = errno;
+    close(fd);
+    return ErrnoError(err, name, "fstat");
+  }
+  if (st.st_size <= 0) {
+    close(fd);
+    return absl::FailedPreconditionError(
+        absl::StrCat("shared-memory object '", name, "' holds no bytes"));
+  }
+  const size_t bytes = static_cast<size_t>(st.st_size);
+  absl::StatusOr<uint8_t*> data = MapAndClose(fd, bytes, name);
+  if (!data.ok()) return data.status();
+  return SharedMemoryRegion(name, *data, bytes, /*owns_name=*/false);
+}
+
+SharedMemoryRegion::SharedMemoryRegion(SharedMemoryRegion&& other) noexcept
+    : name_(std::move(other.name_)),
+      data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      owns_name_(std::exchange(other.owns_name_, false)) {
+  other.name_.clear();
+}
+
+SharedMemoryRegion& SharedMemoryRegion::operator=(SharedMemoryRegion&& other) noexcept {
+  if (this != &other) {
+    Release();
+    name_ = std::move(other.name_);
+    other.name_.clear();
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+    owns_name_ = std::exchange(other.owns_name_, false);
+  }
+  return *this;
+}
+
+SharedMemoryRegion::~SharedMemoryRegion() { Release(); }
+
+void SharedMemoryRegion::Release() {
+  if (data_ != nullptr) munmap(data_, size_);
+  if (owns_name_) shm_unlink(name_.c_str());
+  name_.clear();
+  data_ = nullptr;
+  size_ = 0;
+  owns_name_ = false;
+}
+
+absl::StatusOr<std::string> HostBootId() {
+  constexpr char kPath[] = "/proc/sys/kernel/random/boot_id";
+  std::ifstream in(kPath);
+  if (!in) return absl::NotFoundError(absl::StrCat("host boot id: cannot read ", kPath));
+  std::stringstream contents;
+  contents << in.rdbuf();
+  std::string id(absl::StripAsciiWhitespace(contents.str()));
+  if (id.empty()) return absl::DataLossError(absl::StrCat("host boot id: ", kPath, " is empty"));
+  return id;
+}
+
+}  // namespace pdserve::kv_transfer

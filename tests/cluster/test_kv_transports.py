@@ -1,0 +1,47 @@
+"""The stories260K 2 prefill + 2 decode cluster gives the golden tokens whichever transport moves
+the KV (kv_transport=grpc or tcp; shm, the default on one host, is test_tiny_cluster.py), and
+the router's GetStats shows that transport for every worker pair."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+import grpc
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import cluster_lib as lib  # noqa: E402
+
+router_pb2, router_pb2_grpc, common_pb2 = lib.stubs()
+
+
+def model() -> pathlib.Path:
+    return lib.shared_dir() / "models" / "stories260K.gguf"
+
+
+def goldens() -> list:
+    with open(lib.shared_dir() / "golden" / "stories260K_greedy.jsonl") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@pytest.mark.parametrize("transport", ["grpc", "tcp"])
+def test_golden_tokens_over_each_transport(tmp_path, transport):
+    lib.require_cluster_binaries()
+    config, router = lib.write_config(tmp_path, f"tiny-{transport}", model(), 2, 2,
+                                      {"kv_transport": transport})
+    with lib.cluster(config, tmp_path / "run"), grpc.insecure_channel(router) as channel:
+        stub = router_pb2_grpc.RouterStub(channel)
+        for golden in goldens()[:4]:
+            n = min(golden["max_new_tokens"], 120)
+            ids = []
+            for response in stub.Generate(router_pb2.GenerateRequest(
+                    text=golden["prompt"], max_tokens=n), timeout=60):
+                if response.HasField("chunk"):
+                    ids.extend(response.chunk.token_ids)
+            assert ids == golden["output_ids"][:n], golden["prompt"]
+        stats = stub.GetStats(router_pb2.GetStatsRequest(), timeout=10)
+        assert stats.kv_transfers, stats
+        assert {t.transport for t in stats.kv_transfers} == {transport}
+        assert sum(t.count for t in stats.kv_transfers) == 4
