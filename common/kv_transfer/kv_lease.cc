@@ -7,7 +7,8 @@
 namespace pdserve::kv_transfer {
 
 absl::Time KvLease::expiry() const {
-  return std::min(last_activity_ + options_.idle, start_ + options_.max);
+  const absl::Time cap = start_ + options_.max;
+  return touched_ ? std::min(last_activity_ + options_.idle, cap) : cap;
 }
 
 absl::Status KvLease::Check(absl::Time now) const {
@@ -15,7 +16,7 @@ absl::Status KvLease::Check(absl::Time now) const {
     return absl::AbortedError(absl::StrCat("KV lease ran out: the handoff took longer than ",
                                            absl::FormatDuration(options_.max)));
   }
-  if (now >= last_activity_ + options_.idle) {
+  if (touched_ && now >= last_activity_ + options_.idle) {
     return absl::AbortedError(absl::StrCat("KV lease ran out: no KV arrived for ",
                                            absl::FormatDuration(options_.idle)));
   }

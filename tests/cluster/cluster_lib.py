@@ -190,3 +190,77 @@ def client(router: str, args: list, timeout_s: float = 120.0,
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired as e:
         raise AssertionError(f"pdserve-client timed out after {timeout_s} s: {e.stderr}")
+
+
+# ---- worker loads, what a process has received, restarting a killed worker -----------------
+# (test_kv_failures.py, test_kv_netns.py)
+
+
+def worker_loads(router: str) -> dict:
+    """{worker id: WorkerLoad} from the router's ListWorkers. Loads come with heartbeats (about
+    every second), so they lag the workers by up to a heartbeat."""
+    import grpc
+    router_pb2, router_pb2_grpc, _ = stubs()
+    with grpc.insecure_channel(router) as channel:
+        workers = router_pb2_grpc.RouterStub(channel).ListWorkers(
+            router_pb2.ListWorkersRequest(), timeout=10).workers
+    return {w.worker_id: w.load for w in workers}
+
+
+def wait_until(predicate, timeout_s: float, interval_s: float = 0.1):
+    """predicate()'s first truthy value within timeout_s, or its last (falsy) value after it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval_s)
+
+
+def rss_shmem_bytes(pid: int) -> int:
+    """Shared-memory bytes mapped and touched by pid (RssShmem in /proc/PID/status)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("RssShmem:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"/proc/{pid}/status has no RssShmem line")
+
+
+def tcp_bytes_received(pid: int, netns: str | None = None) -> int:
+    """Bytes pid's TCP sockets have received, summed (bytes_received of `ss -tinp`, iproute2);
+    netns: the named network namespace pid's sockets live in."""
+    cmd = ["ss", "-tinpH"]
+    if netns:
+        cmd = ["ip", "netns", "exec", netns] + cmd
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=True).stdout
+    total, ours = 0, False
+    for line in out.splitlines():
+        if not line[:1].isspace():  # a socket's first line; its details follow, indented
+            ours = f"pid={pid}," in line
+        elif ours:
+            for field in line.split():
+                if field.startswith("bytes_received:"):
+                    total += int(field.split(":", 1)[1])
+    return total
+
+
+def restart_process(run_dir: pathlib.Path, name: str) -> subprocess.Popen:
+    """Starts process `name` of a launched cluster again, by hand, with the command line
+    launch.sh logged as the first line of run_dir/NAME.log (after its time stamp): in its own
+    session, output appended to that log. Its line in run_dir/pids gets the new pid, so that
+    launch.sh --stop (and cluster()) stops it like the others. The caller waits for the Popen."""
+    import shlex
+    log = run_dir / f"{name}.log"
+    words = shlex.split(log.read_text().splitlines()[0])[1:]  # drop the time stamp
+    if words and words[0] == "setsid":
+        words = words[1:]
+    with open(log, "a") as out:
+        out.write(f"---- restarted by the test: {shlex.join(words)}\n")
+        out.flush()
+        proc = subprocess.Popen(words, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    pid_file = run_dir / "pids"
+    lines = [f"{n} {proc.pid}" if n == name else f"{n} {p}"
+             for n, p in (l.split() for l in pid_file.read_text().splitlines())]
+    pid_file.write_text("".join(l + "\n" for l in lines))
+    return proc

@@ -8,10 +8,12 @@
 #include <atomic>
 #include <future>
 #include <map>
+#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/engine/cpu_llama_forward.h"
 #include "common/kv_transfer/receive_session.h"
@@ -321,38 +323,56 @@ TEST_F(DecodeSchedulerTest, DecodeStepsGoOnWhileKvIsWritten) {
     ASSERT_TRUE(r.ok()) << r.status();
     ASSERT_TRUE(receive(r->transfer_token, 4, 1).ok());
   }
-  std::map<std::string, int64_t> tokens;
-  auto drain = [&] {
-    for (const std::string& id : running) {
-      std::vector<SequenceEvent> events;
-      ASSERT_TRUE(scheduler.WaitEvents(id, absl::Now(), &events).ok());
-      for (const SequenceEvent& e : events) tokens[id] += e.kind == SequenceEvent::Kind::kToken;
+  // A consumer notes when each token of the running sequences arrives.
+  absl::Mutex mu;
+  std::map<std::string, std::vector<absl::Time>> arrivals;  // guarded by mu
+  std::atomic<bool> stop{false};
+  std::thread consumer([&] {
+    while (!stop) {
+      for (const std::string& id : running) {
+        std::vector<SequenceEvent> events;
+        if (!scheduler.WaitEvents(id, absl::Now() + absl::Milliseconds(1), &events).ok()) return;
+        const absl::Time now = absl::Now();
+        absl::MutexLock lock(&mu);
+        for (const SequenceEvent& e : events) {
+          if (e.kind == SequenceEvent::Kind::kToken) arrivals[id].push_back(now);
+        }
+      }
     }
-  };
+  });
   absl::SleepFor(absl::Milliseconds(50));
-  drain();
-  for (const std::string& id : running) ASSERT_GT(tokens[id], 0) << id;
 
   // A fourth sequence's KV, two blocks written one at a time: 400 ms of writes.
   slow_storage->set_slow(true);
   DecodeSpec spec = Spec("arriving", 20, 10);
   absl::StatusOr<Reservation> r = scheduler.Reserve(spec, absl::Now() + absl::Seconds(5), {});
   ASSERT_TRUE(r.ok()) << r.status();
-  std::map<std::string, int64_t> before = tokens;
   const absl::Time install_start = absl::Now();
   std::future<absl::Status> install =
       std::async(std::launch::async, [&] { return receive(r->transfer_token, 20, 2); });
   ASSERT_EQ(install.wait_for(std::chrono::seconds(10)), std::future_status::ready);
-  const absl::Duration install_time = absl::Now() - install_start;
+  const absl::Time install_end = absl::Now();
+  absl::SleepFor(absl::Milliseconds(20));
+  stop = true;
+  consumer.join();
   ASSERT_TRUE(install.get().ok());
-  drain();
-  EXPECT_GE(install_time, absl::Milliseconds(400));
-  // Steps of >= 5 ms: a batch stalled by the writes would add at most a token between them; a
-  // free one adds one token per step (up to 80) to every sequence.
+  EXPECT_GE(install_end - install_start, absl::Milliseconds(400));
+  // Steps of >= 5 ms: a free batch gives every sequence a token every few ms during the install;
+  // one that waited for a write (200 ms each) would leave a gap of 200 ms.
+  absl::MutexLock lock(&mu);
   for (const std::string& id : running) {
-    EXPECT_GE(tokens[id] - before[id], 20) << id << " advanced " << tokens[id] - before[id]
-                                           << " tokens during a "
-                                           << absl::FormatDuration(install_time) << " install";
+    const std::vector<absl::Time>& times = arrivals[id];
+    int64_t during = 0;
+    absl::Duration longest_gap = absl::ZeroDuration();
+    for (size_t i = 1; i < times.size(); ++i) {
+      if (times[i] < install_start || times[i - 1] > install_end) continue;
+      ++during;
+      longest_gap = std::max(longest_gap, times[i] - times[i - 1]);
+    }
+    EXPECT_GE(during, 20) << id;
+    EXPECT_LT(longest_gap, absl::Milliseconds(150))
+        << id << ": no token for " << absl::FormatDuration(longest_gap) << " during a "
+        << absl::FormatDuration(install_end - install_start) << " install";
   }
   for (const std::string& id : {"r0", "r1", "r2", "arriving"}) scheduler.Release(id);
 }
@@ -369,8 +389,10 @@ TEST_F(DecodeSchedulerTest, LeaseRunsOutOnlyForTheReservationWhoseKvStalls) {
   DecodeSpec flowing = Spec("flowing", 20, 10);
   flowing.ignore_eos = true;
   ASSERT_TRUE(Reserve(flowing).ok());
-  ASSERT_TRUE(Reserve(Spec("stalled", 10, 5)).ok());
+  ASSERT_TRUE(Reserve(Spec("stalled", 20, 5)).ok());
   const absl::Time start = absl::Now();
+  // "stalled" gets its first block, then nothing.
+  ASSERT_TRUE(InstallKv("stalled", {Block(0, 16, data)}).ok());
   // "flowing" gets a block every 100 ms: its lease holds past the idle limit.
   ASSERT_TRUE(InstallKv("flowing", {Block(0, 16, data)}).ok());
   absl::SleepFor(absl::Milliseconds(200));
@@ -387,7 +409,7 @@ TEST_F(DecodeSchedulerTest, LeaseRunsOutOnlyForTheReservationWhoseKvStalls) {
   EXPECT_EQ(events[0].error.code(), absl::StatusCode::kAborted) << events[0].error;
   EXPECT_NE(events[0].error.message().find("lease ran out"), std::string::npos) << events[0].error;
   EXPECT_EQ(scheduler_->StateOf("stalled"), SequenceState::kFailed);
-  EXPECT_EQ(InstallKv("stalled", {Block(0, 10, data)}).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(InstallKv("stalled", {Block(1, 4, data)}).code(), absl::StatusCode::kPermissionDenied);
   scheduler_->Release("stalled");
 
   std::vector<SequenceEvent> all;
@@ -399,6 +421,15 @@ TEST_F(DecodeSchedulerTest, LeaseRunsOutOnlyForTheReservationWhoseKvStalls) {
   EXPECT_EQ(all.back().kind, SequenceEvent::Kind::kFinished);
   EXPECT_EQ(all.back().completion_tokens, 10);
   scheduler_->Release("flowing");
+
+  // Before any KV arrives only the hard cap applies (the request may wait in a prefill queue).
+  ASSERT_TRUE(Reserve(Spec("queued", 10, 5)).ok());
+  absl::SleepFor(absl::Milliseconds(400));
+  events.clear();
+  ASSERT_TRUE(scheduler_->WaitEvents("queued", absl::Now(), &events).ok());
+  EXPECT_TRUE(events.empty());
+  EXPECT_EQ(scheduler_->StateOf("queued"), SequenceState::kAwaitingKv);
+  scheduler_->Release("queued");
 
   // The hard cap holds however often KV arrives.
   scheduler_.reset();

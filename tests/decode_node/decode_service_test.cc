@@ -66,8 +66,9 @@ class DecodeServiceTest : public ::testing::Test {
     // stories260K decodes a token in well under a millisecond: pace the steps so that requests
     // overlap and deadlines can pass mid-generation.
     options.min_step_duration = absl::Milliseconds(2);
-    // KvThatNeverArrivesFailsWhenTheLeaseRunsOut relies on the idle limit.
+    // KvThatNeverArrivesFailsWhenTheLeaseRunsOut relies on the hard cap.
     options.kv_lease.idle = absl::Seconds(2);
+    options.kv_lease.max = absl::Seconds(3);
     // A sender that names another model is refused (one that names none is not checked).
     options.model_fingerprint = std::string(32, '0');
     scheduler_ = std::make_unique<DecodeScheduler>(
@@ -438,7 +439,7 @@ TEST_F(DecodeServiceTest, ReservedAnswersWithTheHandoff) {
   ASSERT_EQ(handoff.transports_size(), 1);
   EXPECT_EQ(handoff.transports(0).transport(), "grpc");
   EXPECT_EQ(handoff.lease_idle_ms(), 2000);
-  EXPECT_EQ(handoff.lease_max_ms(), 60000);
+  EXPECT_EQ(handoff.lease_max_ms(), 3000);
 }
 
 TEST_F(DecodeServiceTest, BadRequestsAreRejected) {
@@ -492,7 +493,7 @@ TEST_F(DecodeServiceTest, DeadlineWhileAwaitingKvFreesBlocks) {
 }
 
 TEST_F(DecodeServiceTest, KvThatNeverArrivesFailsWhenTheLeaseRunsOut) {
-  // The call itself has a long deadline: the reservation's lease (2 s idle here) ends it.
+  // The call itself has a long deadline: the reservation's lease (3 s at most here) ends it.
   const std::vector<int32_t> prompt = Encode("Once upon a time");
   RunOptions options;
   options.push = false;
@@ -502,7 +503,7 @@ TEST_F(DecodeServiceTest, KvThatNeverArrivesFailsWhenTheLeaseRunsOut) {
   EXPECT_EQ(out.status.error_code(), grpc::StatusCode::ABORTED);
   EXPECT_NE(out.status.error_message().find("lease ran out"), std::string::npos)
       << out.status.error_message();
-  EXPECT_GE(absl::Now() - start, absl::Seconds(2));
+  EXPECT_GE(absl::Now() - start, absl::Seconds(3));
   EXPECT_LT(absl::Now() - start, absl::Seconds(20));
   EXPECT_TRUE(WaitForAllBlocksFree(absl::Seconds(5)));
 }

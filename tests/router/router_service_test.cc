@@ -8,6 +8,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <regex>
+#include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -41,6 +43,9 @@ class FakePrefill final : public v1::PrefillWorker::Service {
     }
     response->set_first_token(first_token);
     response->set_queue_seconds(0.25);
+    response->mutable_transfer()->set_transport("shm");
+    response->mutable_transfer()->set_bytes(2'000'000);
+    response->mutable_transfer()->set_seconds(0.001);
     return grpc::Status::OK;
   }
 
@@ -74,6 +79,9 @@ class FakeDecode final : public v1::DecodeWorker::Service {
     }
     v1::DecodeEvent event;
     event.mutable_reserved()->set_kv_blocks(3);
+    event.mutable_reserved()->mutable_handoff()->set_transfer_token("token-" +
+                                                                     request->request_id());
+    event.mutable_reserved()->mutable_handoff()->add_block_ids(7);
     writer->Write(event);
     int index = 1;
     for (int32_t token : tokens) {
@@ -266,6 +274,10 @@ TEST_F(RouterServiceTest, CharacterSpanningTokensArrivesWhole) {
   EXPECT_EQ(decode_.last_request.max_tokens(), 4);
   EXPECT_EQ(prefill_.last_request.decode_address(), worker_address_);
   EXPECT_EQ(prefill_.last_request.request_id(), decode_.last_request.request_id());
+  // The decode worker's handoff reaches the prefill worker unchanged.
+  EXPECT_EQ(prefill_.last_request.handoff().transfer_token(),
+            "token-" + decode_.last_request.request_id());
+  EXPECT_EQ(prefill_.last_request.handoff().block_ids_size(), 1);
 }
 
 TEST_F(RouterServiceTest, StopStringAcrossTokensEndsWithStopAndIsCut) {
@@ -283,6 +295,31 @@ TEST_F(RouterServiceTest, StopStringAcrossTokensEndsWithStopAndIsCut) {
   EXPECT_EQ(r.final_message.finish_reason(), "stop");
   EXPECT_EQ(r.final_message.request_id(), "my-request");
   EXPECT_TRUE(decode_.WaitForCancel());
+  // Workers see an id of the router's making, never the client's alone: two clients may send
+  // the same id at once.
+  std::lock_guard<std::mutex> lock(decode_.mu);
+  EXPECT_NE(decode_.last_request.request_id(), "my-request");
+  EXPECT_EQ(decode_.last_request.request_id().rfind("my-request-", 0), 0u)
+      << decode_.last_request.request_id();
+}
+
+TEST_F(RouterServiceTest, WorkerRequestIdsAreUniqueAndCarryTheRoutersRandomInstance) {
+  RegisterWorkers();
+  decode_.tokens = {Byte('b')};
+  std::set<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    v1::GenerateRequest request = TextRequest("Once", 2);
+    if (i == 1) request.set_request_id("req-2");  // a client taking a router-looking id
+    Result r = Generate(request);
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    std::lock_guard<std::mutex> lock(decode_.mu);
+    EXPECT_TRUE(ids.insert(decode_.last_request.request_id()).second);
+  }
+  // "<client id or req>-<16 random hex digits of this router process>-<n>": a restarted router
+  // draws another instance, so it never repeats an id of the one before.
+  EXPECT_EQ(ids.size(), 3u);
+  const std::regex shape("req(-2)?-[0-9a-f]{16}-[0-9]+");
+  for (const std::string& id : ids) EXPECT_TRUE(std::regex_match(id, shape)) << id;
 }
 
 TEST_F(RouterServiceTest, EndTokenFromPrefillFinishesWithEos) {
@@ -507,6 +544,17 @@ TEST_F(RouterServiceTest, StatsCountRequestsAndSummarizeLatencies) {
   ASSERT_EQ(list.workers_size(), 2);
   EXPECT_EQ(list.workers(0).worker_id(), "decode-0");
   EXPECT_EQ(list.workers(0).kv_layout().block_size(), 16);
+
+  // Each prefill answer's transfer report, per worker pair and transport.
+  ASSERT_EQ(stats.kv_transfers_size(), 1);
+  const v1::KvTransferStats& t = stats.kv_transfers(0);
+  EXPECT_EQ(t.prefill_worker(), "prefill-0");
+  EXPECT_EQ(t.decode_worker(), "decode-0");
+  EXPECT_EQ(t.transport(), "shm");
+  EXPECT_EQ(t.count(), 3);
+  EXPECT_EQ(t.bytes(), 6'000'000);
+  EXPECT_DOUBLE_EQ(t.seconds().p50(), 0.001);
+  EXPECT_DOUBLE_EQ(t.gb_per_second(), 2.0);
 }
 
 TEST_F(RouterServiceTest, ConcurrentRequestsAllSucceed) {
