@@ -94,6 +94,12 @@ void PrintStats(const v1::GetStatsResponse& response) {
                                  Counts(w.requests()), w.tokens())
               << Latency("ttft", w.ttft_seconds()) << Latency("tpot", w.tpot_seconds());
   }
+  for (const v1::KvTransferStats& t : response.kv_transfers()) {
+    std::cout << absl::StrFormat("kv %s -> %s over %s: %d handoffs, %.1f MB, %.2f GB/s\n",
+                                 t.prefill_worker(), t.decode_worker(), t.transport(), t.count(),
+                                 t.bytes() / 1e6, t.gb_per_second())
+              << Latency("kv", t.seconds());
+  }
 }
 
 // The request from the flags; InvalidArgument naming the flag when one is malformed. Range

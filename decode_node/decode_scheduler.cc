@@ -56,6 +56,7 @@ struct DecodeScheduler::Sequence {
   std::vector<BlockState> kv_blocks;  // per prompt block
   int64_t n_kv_received = 0;
   int pins = 0;                    // receive sessions between Pin and Unpin
+  bool kv_complete = false;        // every prompt block and the first token arrived
   std::vector<int32_t> tokens;     // prompt, then output; K/V cached for all but the last
   int64_t n_output = 0;            // output tokens so far, counting index 0
   int64_t prompt_tokens_computed = 0;
@@ -90,6 +91,7 @@ DecodeScheduler::~DecodeScheduler() {
   thread_.join();
   std::lock_guard<std::mutex> lock(mutex_);
   for (auto& seq : running_) FreeBlocksLocked(*seq);
+  ReleaseQuarantinedLocked(absl::InfiniteFuture());
 }
 
 bool DecodeScheduler::IsEndToken(int32_t token) const {
@@ -143,6 +145,7 @@ absl::StatusOr<Reservation> DecodeScheduler::Reserve(const DecodeSpec& spec, abs
   ++n_waiting_for_blocks_;
   absl::Status wait_status;
   while (true) {
+    ReleaseQuarantinedLocked(absl::Now());
     absl::StatusOr<std::vector<kv::BlockId>> blocks = pool_.Allocate(n_blocks);
     if (blocks.ok()) {
       seq->table.blocks = *std::move(blocks);
@@ -175,7 +178,8 @@ absl::StatusOr<Reservation> DecodeScheduler::Reserve(const DecodeSpec& spec, abs
   const int64_t n_prompt_blocks = CeilDiv(n_prompt, block_size);
   seq->kv_blocks.assign(n_prompt_blocks, Sequence::kAbsent);
   seq->tokens = spec.prompt_ids;
-  seq->lease = kv_transfer::KvLease(options_.kv_lease, absl::Now());
+  const absl::Time lease_start = absl::Now();
+  seq->lease = kv_transfer::KvLease(options_.kv_lease, lease_start);
   do {
     seq->transfer_token = kv_transfer::NewTransferToken();
   } while (by_token_.count(seq->transfer_token) > 0);
@@ -185,6 +189,7 @@ absl::StatusOr<Reservation> DecodeScheduler::Reserve(const DecodeSpec& spec, abs
   reservation.transfer_token = seq->transfer_token;
   reservation.prompt_blocks.assign(seq->table.blocks.begin(),
                                    seq->table.blocks.begin() + n_prompt_blocks);
+  reservation.lease_expiry = lease_start + options_.kv_lease.max;
   return reservation;
 }
 
@@ -319,6 +324,7 @@ absl::Status DecodeScheduler::Complete(absl::string_view token, int32_t first_to
     return problem;
   }
   seq.table.n_tokens = static_cast<int64_t>(seq.spec.prompt_ids.size());
+  seq.kv_complete = true;
   if (IsEndToken(first_token) && !seq.spec.ignore_eos) {
     FinishLocked(seq, "eos");
   } else {
@@ -386,7 +392,11 @@ SequenceState DecodeScheduler::StateOf(const std::string& request_id) const {
 
 SchedulerLoad DecodeScheduler::Load() const {
   std::lock_guard<std::mutex> lock(mutex_);
+  ReleaseQuarantinedLocked(absl::Now());
   SchedulerLoad load;
+  for (const Quarantined& q : quarantined_) {
+    load.quarantined_kv_blocks += static_cast<int64_t>(q.blocks.size());
+  }
   load.queue_length = n_waiting_for_blocks_;
   for (const auto& [id, seq] : sequences_) {
     if (seq->state == SequenceState::kAwaitingKv || seq->state == SequenceState::kReady ||
@@ -409,8 +419,27 @@ int64_t DecodeScheduler::max_batch_seen() const {
   return max_batch_seen_;
 }
 
+void DecodeScheduler::ReleaseQuarantinedLocked(absl::Time now) const {
+  bool released = false;
+  while (!quarantined_.empty() && quarantined_.front().until <= now) {
+    if (absl::Status s = pool_.Free(quarantined_.front().blocks); !s.ok()) {
+      std::cerr << "pdserve-decode: freeing quarantined blocks failed: " << s.message() << "\n";
+    }
+    quarantined_.pop_front();
+    released = true;
+  }
+  if (released) events_cv_.notify_all();  // a Reserve may be waiting for room
+}
+
 void DecodeScheduler::FreeBlocksLocked(Sequence& seq) {
   if (!seq.blocks_held) return;
+  if (options_.kv_quarantine > absl::ZeroDuration() && !seq.kv_complete) {
+    // A same-host sender may still be writing these blocks: they wait before they are reused.
+    quarantined_.push_back({absl::Now() + options_.kv_quarantine, std::move(seq.table.blocks)});
+    seq.blocks_held = false;
+    seq.table.blocks.clear();
+    return;
+  }
   if (absl::Status s = pool_.Free(seq.table.blocks); !s.ok()) {
     // A double free is a bug in this class, never a peer's doing.
     std::cerr << "pdserve-decode: freeing blocks of '" << seq.spec.request_id

@@ -81,6 +81,7 @@ struct Reservation {
   int64_t n_blocks = 0;                   // reserved for prompt + max_tokens
   std::string transfer_token;             // one-time; opens the reservation for KV
   std::vector<kv::BlockId> prompt_blocks;  // where the prompt's blocks go, in order
+  absl::Time lease_expiry;                 // the lease's hard deadline
 };
 
 struct SchedulerLoad {
@@ -88,6 +89,7 @@ struct SchedulerLoad {
   int64_t active_sequences = 0;   // reserved and not ended (awaiting KV, ready or decoding)
   int64_t free_kv_blocks = 0;
   int64_t total_kv_blocks = 0;
+  int64_t quarantined_kv_blocks = 0;  // not free yet (SchedulerOptions::kv_quarantine)
 };
 
 struct SchedulerOptions {
@@ -98,6 +100,11 @@ struct SchedulerOptions {
   absl::Duration min_step_duration = absl::ZeroDuration();
   kv_transfer::KvLeaseOptions kv_lease;
   std::string model_fingerprint;  // of the model this worker runs; empty when unknown
+  // When same-host senders write into the pool themselves (the shm transport): the blocks of a
+  // reservation that ends before its KV completed wait this long before they return to the
+  // pool, so that a sender still writing (it stops within its cancellation latency) cannot
+  // write into another sequence's blocks. Zero: blocks return at once.
+  absl::Duration kv_quarantine = absl::ZeroDuration();
 };
 
 class DecodeScheduler final : public kv_transfer::KvReservationTable {
@@ -156,6 +163,8 @@ class DecodeScheduler final : public kv_transfer::KvReservationTable {
   // scheduler thread frees them after the step) and queues the terminal event. mutex_ held.
   void EndLocked(Sequence& seq, SequenceState state, SequenceEvent event);
   void FreeBlocksLocked(Sequence& seq);
+  // Returns the quarantined blocks whose time is up to the pool. Requires mutex_.
+  void ReleaseQuarantinedLocked(absl::Time now) const;
   absl::Status FailLocked(Sequence& seq, absl::Status error);
   // The sequence `token` opens: PermissionDenied when none does. Requires mutex_.
   absl::StatusOr<Sequence*> FindByTokenLocked(absl::string_view token);
@@ -175,7 +184,8 @@ class DecodeScheduler final : public kv_transfer::KvReservationTable {
 
   mutable std::mutex mutex_;
   std::condition_variable work_cv_;    // scheduler thread: a sequence became ready, or stop
-  std::condition_variable events_cv_;  // consumers: events queued; Reserve: blocks freed
+  // Consumers: events queued; Reserve: blocks freed. Mutable: Load() may release blocks.
+  mutable std::condition_variable events_cv_;
   bool stop_ = false;                                         // guarded by mutex_
   std::map<std::string, std::shared_ptr<Sequence>> sequences_;  // guarded by mutex_
   // Sequences by transfer token, while awaiting KV or pinned by a receive session.
@@ -183,6 +193,13 @@ class DecodeScheduler final : public kv_transfer::KvReservationTable {
   std::deque<std::shared_ptr<Sequence>> ready_;               // kReady, arrival order
   std::vector<std::shared_ptr<Sequence>> running_;            // kDecoding (scheduler thread)
   int64_t n_waiting_for_blocks_ = 0;                          // guarded by mutex_
+  struct Quarantined {
+    absl::Time until;
+    std::vector<kv::BlockId> blocks;
+  };
+  // Blocks of reservations that ended before their KV completed, oldest first. Mutable: Load()
+  // releases what is due.
+  mutable std::deque<Quarantined> quarantined_;                // guarded by mutex_
   int64_t prompt_tokens_computed_ = 0;                        // guarded by mutex_
   int64_t max_batch_seen_ = 0;                                // guarded by mutex_
   std::thread thread_;

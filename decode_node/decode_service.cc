@@ -73,6 +73,7 @@ grpc::Status DecodeWorkerService::Decode(grpc::ServerContext* context,
   if (handoff.offers.empty()) handoff.offers.push_back({std::string(kv_transfer::kGrpcTransport)});
   handoff.lease_idle = scheduler_.options().kv_lease.idle;
   handoff.lease_max = scheduler_.options().kv_lease.max;
+  handoff.lease_expiry = reservation->lease_expiry;
   v1::DecodeEvent reserved;
   reserved.mutable_reserved()->set_kv_blocks(static_cast<int32_t>(reservation->n_blocks));
   *reserved.mutable_reserved()->mutable_handoff() = kv_transfer::HandoffToProto(handoff);

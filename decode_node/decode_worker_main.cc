@@ -89,6 +89,12 @@ int Run(int argc, char** argv) {
     return Fail("--kv-transport shm needs --device cpu (the pool must be in host memory)", 2);
   }
   options->kv_pool_in_shared_memory = offer_shm;
+  if (offer_shm) {
+    // Pools of decode workers that were killed (SIGKILL, OOM) stay in /dev/shm until removed.
+    for (const std::string& name : kv_transfer::RemoveOrphanedRegions()) {
+      std::cerr << kProgram << ": removed the orphaned KV pool " << name << " from /dev/shm\n";
+    }
+  }
 
   absl::StatusOr<std::unique_ptr<engine::Engine>> engine = engine::Engine::Load(*options);
   if (!engine.ok()) return Fail(std::string(engine.status().message()), 1);
@@ -102,6 +108,9 @@ int Run(int argc, char** argv) {
   scheduler_options.max_batch = static_cast<int>(*max_batch);
   scheduler_options.kv_lease.idle = absl::Milliseconds(*lease_idle_ms);
   scheduler_options.kv_lease.max = absl::Milliseconds(*lease_max_ms);
+  // Far longer than a prefill worker takes to stop writing once cancelled (a poll of 20 ms and
+  // one block copy): docs/kv-transfer.md.
+  if (offer_shm) scheduler_options.kv_quarantine = absl::Seconds(2);
   DecodeScheduler scheduler((*engine)->config(), (*engine)->kv_pool(), (*engine)->forward(),
                             (*engine)->tokenizer().end_of_generation_ids(), scheduler_options);
   DecodeServiceOptions service_options;

@@ -8,7 +8,7 @@ debian_packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libxxhash-dev libutf8proc-dev nlohmann-json3-dev
-  util-linux procps
+  util-linux procps iproute2
 )
 python_packages=(
   numpy==2.4.6 gguf==0.19.0 transformers==5.24.0 tokenizers==0.23.3 jinja2==3.1.6

@@ -47,6 +47,9 @@ struct Handoff {
   std::vector<TransportOffer> offers;   // decode's preference order
   absl::Duration lease_idle = absl::ZeroDuration();  // zero: unknown
   absl::Duration lease_max = absl::ZeroDuration();
+  // The reservation's hard deadline on the decode host's clock (InfiniteFuture: unknown). Only a
+  // same-host sender may compare it with its own clock.
+  absl::Time lease_expiry = absl::InfiniteFuture();
 };
 
 // Checks a handoff against the sender's own pool and prompt before any compute: the token's

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
+import time
 
 import grpc
 import pytest
@@ -45,3 +46,12 @@ def test_golden_tokens_over_each_transport(tmp_path, transport):
         assert stats.kv_transfers, stats
         assert {t.transport for t in stats.kv_transfers} == {transport}
         assert sum(t.count for t in stats.kv_transfers) == 4
+        # Every block the requests reserved is back (heartbeats carry the counts).
+        deadline = time.monotonic() + 15
+        while True:
+            workers = stub.ListWorkers(router_pb2.ListWorkersRequest(), timeout=10).workers
+            decode = [w for w in workers if w.role == router_pb2.WORKER_ROLE_DECODE]
+            if all(w.load.free_kv_blocks == w.load.total_kv_blocks > 0 for w in decode):
+                break
+            assert time.monotonic() < deadline, [(w.worker_id, w.load) for w in decode]
+            time.sleep(0.2)

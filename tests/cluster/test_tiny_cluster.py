@@ -192,6 +192,7 @@ def test_client_list_workers_shows_all_four_healthy(cluster):
         ("prefill-0", "prefill", "healthy"), ("prefill-1", "prefill", "healthy")]
     r = lib.client(cluster[0], ["--stats"])
     assert r.returncode == 0 and "cluster: received" in r.stdout, r.stderr
+    assert " over shm: " in r.stdout and "GB/s" in r.stdout, r.stdout
 
 
 def test_python_client_example(cluster):

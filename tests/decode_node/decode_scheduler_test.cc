@@ -448,6 +448,35 @@ TEST_F(DecodeSchedulerTest, LeaseRunsOutOnlyForTheReservationWhoseKvStalls) {
   scheduler_->Release("capped");
 }
 
+TEST_F(DecodeSchedulerTest, BlocksOfAnUnfinishedHandoffWaitOutTheQuarantine) {
+  scheduler_.reset();
+  SchedulerOptions options;
+  options.kv_quarantine = absl::Milliseconds(300);
+  scheduler_ = std::make_unique<DecodeScheduler>(
+      engine_->config(), engine_->kv_pool(), engine_->forward(),
+      engine_->tokenizer().end_of_generation_ids(), options);
+  const std::string data = ZeroBlock();
+  // Cancelled while its KV arrives: a same-host sender may still be writing its blocks.
+  ASSERT_TRUE(Reserve(Spec("cut", 20, 10)).ok());  // 2 blocks
+  ASSERT_TRUE(InstallKv("cut", {Block(0, 16, data)}).ok());
+  scheduler_->Release("cut");
+  SchedulerLoad load = scheduler_->Load();
+  EXPECT_EQ(load.free_kv_blocks, 2);
+  EXPECT_EQ(load.quarantined_kv_blocks, 2);
+  // A reservation that needs them waits for the quarantine, then gets them.
+  const absl::Time start = absl::Now();
+  ASSERT_TRUE(Reserve(Spec("next", 40, 20)).ok());  // 4 blocks
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(250));
+  EXPECT_EQ(scheduler_->Load().quarantined_kv_blocks, 0);
+  // Its KV completes: its blocks come back at once when it ends.
+  ASSERT_TRUE(InstallKv("next", {Block(0, 16, data), Block(1, 16, data), Block(2, 8, data)}).ok());
+  ASSERT_TRUE(CompleteKv("next", 7).ok());
+  scheduler_->Release("next");
+  load = scheduler_->Load();
+  EXPECT_EQ(load.free_kv_blocks, 4);
+  EXPECT_EQ(load.quarantined_kv_blocks, 0);
+}
+
 TEST_F(DecodeSchedulerTest, PinnedBlocksOutliveTheirSequenceUntilUnpinned) {
   ASSERT_TRUE(Reserve(Spec("pinned", 20, 10)).ok());  // 2 blocks
   const std::string token = tokens_["pinned"];

@@ -26,6 +26,9 @@ v1::KvHandoff HandoffToProto(const Handoff& handoff) {
   }
   proto.set_lease_idle_ms(Milliseconds(handoff.lease_idle));
   proto.set_lease_max_ms(Milliseconds(handoff.lease_max));
+  if (handoff.lease_expiry != absl::InfiniteFuture()) {
+    proto.set_lease_expiry_unix_ms(absl::ToUnixMillis(handoff.lease_expiry));
+  }
   return proto;
 }
 
@@ -46,6 +49,9 @@ absl::StatusOr<Handoff> HandoffFromProto(const v1::KvHandoff& proto) {
   }
   handoff.lease_idle = absl::Milliseconds(proto.lease_idle_ms());
   handoff.lease_max = absl::Milliseconds(proto.lease_max_ms());
+  if (proto.lease_expiry_unix_ms() > 0) {
+    handoff.lease_expiry = absl::FromUnixMillis(proto.lease_expiry_unix_ms());
+  }
   return handoff;
 }
 

@@ -1,6 +1,8 @@
 #include "common/kv_transfer/shm/shared_memory_region.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -14,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 
 namespace pdserve::kv_transfer {
@@ -21,6 +24,7 @@ namespace {
 
 constexpr size_t kMaxNameChars = 255;  // NAME_MAX for the file under /dev/shm
 constexpr int kCreateAttempts = 4;     // name collisions need 64 equal random bits
+constexpr char kNamePrefix[] = "pdserve-kv-";
 
 absl::Status ErrnoError(int error_number, const std::string& name, absl::string_view what) {
   return absl::ErrnoToStatus(error_number,
@@ -48,7 +52,7 @@ absl::StatusOr<std::string> RandomName() {
     }
     got += static_cast<size_t>(n);
   }
-  return absl::StrFormat("/pdserve-kv-%d-%016x", static_cast<int>(getpid()), random);
+  return absl::StrFormat("/%s%d-%016x", kNamePrefix, static_cast<int>(getpid()), random);
 }
 
 // Maps all of fd read-write; closes fd whatever happens.
@@ -81,6 +85,9 @@ absl::StatusOr<SharedMemoryRegion> SharedMemoryRegion::Create(size_t bytes) {
       return ErrnoError(errno, name, "shm_open (create)");
     }
   }
+  // The owner's mark, held until this process ends however it ends (RemoveOrphanedRegions).
+  // A lock taken on a fresh tmpfs file cannot fail for want of resources worth reporting.
+  (void)flock(fd, LOCK_SH);
   // From here every error path unlinks: the name exists only while this function may fail or
   // the returned object lives.
   absl::Status status;
@@ -95,13 +102,18 @@ absl::StatusOr<SharedMemoryRegion> SharedMemoryRegion::Create(size_t bytes) {
     shm_unlink(name.c_str());
     return status;
   }
+  // The lock lives with a descriptor of its own, kept open as long as the region.
+  const int owner_fd = dup(fd);
   absl::StatusOr<uint8_t*> data = MapAndClose(fd, bytes, name);
-  if (!data.ok()) {
+  if (!data.ok() || owner_fd < 0) {
+    if (owner_fd >= 0) close(owner_fd);
     shm_unlink(name.c_str());
-    return data.status();
+    return data.ok() ? ErrnoError(errno, name, "dup") : data.status();
   }
   // A new object reads as zeros (ftruncate and fallocate give zero-filled pages).
-  return SharedMemoryRegion(std::move(name), *data, bytes, /*owns_name=*/true);
+  SharedMemoryRegion region(std::move(name), *data, bytes, /*owns_name=*/true);
+  region.owner_fd_ = owner_fd;
+  return region;
 }
 
 absl::StatusOr<SharedMemoryRegion> SharedMemoryRegion::Open(const std::string& name) {
@@ -129,7 +141,8 @@ SharedMemoryRegion::SharedMemoryRegion(SharedMemoryRegion&& other) noexcept
     : name_(std::move(other.name_)),
       data_(std::exchange(other.data_, nullptr)),
       size_(std::exchange(other.size_, 0)),
-      owns_name_(std::exchange(other.owns_name_, false)) {
+      owns_name_(std::exchange(other.owns_name_, false)),
+      owner_fd_(std::exchange(other.owner_fd_, -1)) {
   other.name_.clear();
 }
 
@@ -141,6 +154,7 @@ SharedMemoryRegion& SharedMemoryRegion::operator=(SharedMemoryRegion&& other) no
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
     owns_name_ = std::exchange(other.owns_name_, false);
+    owner_fd_ = std::exchange(other.owner_fd_, -1);
   }
   return *this;
 }
@@ -150,10 +164,34 @@ SharedMemoryRegion::~SharedMemoryRegion() { Release(); }
 void SharedMemoryRegion::Release() {
   if (data_ != nullptr) munmap(data_, size_);
   if (owns_name_) shm_unlink(name_.c_str());
+  if (owner_fd_ >= 0) close(owner_fd_);
+  owner_fd_ = -1;
   name_.clear();
   data_ = nullptr;
   size_ = 0;
   owns_name_ = false;
+}
+
+std::vector<std::string> RemoveOrphanedRegions() {
+  std::vector<std::string> removed;
+  DIR* dir = opendir("/dev/shm");
+  if (dir == nullptr) return removed;
+  while (const dirent* entry = readdir(dir)) {
+    if (!absl::StartsWith(entry->d_name, kNamePrefix)) continue;
+    const std::string name = absl::StrCat("/", entry->d_name);
+    const int fd = shm_open(name.c_str(), O_RDWR, 0);
+    if (fd < 0) continue;
+    struct stat st;
+    // An empty object is skipped: its creator may not have taken its lock yet (it locks before
+    // it sizes the object), and it holds no memory.
+    const bool sized = fstat(fd, &st) == 0 && st.st_size > 0;
+    if (sized && flock(fd, LOCK_EX | LOCK_NB) == 0 && shm_unlink(name.c_str()) == 0) {
+      removed.push_back(name);
+    }
+    close(fd);
+  }
+  closedir(dir);
+  return removed;
 }
 
 absl::StatusOr<std::string> HostBootId() {

@@ -7,7 +7,9 @@
 // is destroyed; Open() maps an existing object and never unlinks it. Unlinking removes only the
 // name: every mapping made before stays valid until it is unmapped, and the memory is freed
 // with the last one. A creator killed without running its destructor (SIGKILL, abort) leaves
-// the object in /dev/shm; its name carries the creator's pid so that it can be found.
+// the object in /dev/shm; its name carries the creator's pid so that it can be found, and
+// RemoveOrphanedRegions removes it (the creator holds a shared flock on the object for its
+// whole life, which the kernel drops when the process ends, however it ends).
 //
 // Thread-safety: name(), data() and size() never change after construction and may be called
 // from any thread. The bytes get no synchronisation from this class, within a process or
@@ -19,6 +21,8 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -64,7 +68,14 @@ class SharedMemoryRegion {
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
   bool owns_name_ = false;
+  int owner_fd_ = -1;  // creator only: holds the owner's flock
 };
+
+// Unlinks every "/pdserve-kv-..." object in /dev/shm whose creator has ended (no process holds
+// its owner lock; a creator locks before it sizes the object, so empty ones are left alone).
+// Mappings that others still hold stay valid; the memory is freed with the last of them.
+// Returns the names removed; objects it cannot open are left alone.
+std::vector<std::string> RemoveOrphanedRegions();
 
 // This boot's id (/proc/sys/kernel/random/boot_id, trimmed: 36 characters). Two processes may
 // share a region only when their boot ids are equal and the object opens; errors name the file.

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "absl/time/clock.h"
+
 #include "absl/strings/str_cat.h"
 #include "common/kv_transfer/grpc/grpc_transport.h"
 
@@ -10,31 +12,60 @@ namespace {
 
 constexpr size_t kMaxRegions = 16;
 
+// Writes into another process's pool are the one thing a sender can do wrong after the fact:
+// none happens once Cancel has returned, none after the reservation's lease (minus a margin for
+// the copy itself), and the decode worker quarantines the blocks of reservations that end
+// early (docs/kv-transfer.md).
 class ShmKvSendStream final : public KvSendStream {
  public:
-  ShmKvSendStream(std::shared_ptr<SharedMemoryRegion> region,
-                  std::unique_ptr<KvControlStream> control)
-      : region_(std::move(region)), control_(std::move(control)) {}
+  ShmKvSendStream(std::shared_ptr<SharedMemoryRegion> region, absl::Time write_deadline,
+                  std::string request_id, std::unique_ptr<KvControlStream> control)
+      : region_(std::move(region)),
+        write_deadline_(write_deadline),
+        request_id_(std::move(request_id)),
+        control_(std::move(control)) {}
 
   absl::string_view transport() const override { return kShmTransport; }
 
   absl::Status SendBlocks(absl::Span<const OutgoingBlock> blocks) override {
-    for (const OutgoingBlock& block : blocks) {
-      // Open checked every target against the object's size.
-      std::memcpy(region_->data() + static_cast<size_t>(block.target) * block.bytes.size(),
-                  block.bytes.data(), block.bytes.size());
+    {
+      absl::MutexLock lock(&write_mu_);
+      if (cancelled_) return absl::CancelledError("the KV handoff was cancelled");
+      if (absl::Now() >= write_deadline_) {
+        return absl::AbortedError(absl::StrCat(
+            "request ", request_id_, ": the decode worker's reservation has run out of lease"));
+      }
+      for (const OutgoingBlock& block : blocks) {
+        // Open checked every target against the object's size.
+        std::memcpy(region_->data() + static_cast<size_t>(block.target) * block.bytes.size(),
+                    block.bytes.data(), block.bytes.size());
+      }
     }
     // Sent after the copies: decode reads the blocks only once their headers arrive.
     v1::KvChunk chunk = BlocksChunk(blocks, /*with_bytes=*/false);
     return control_->Send(chunk);
   }
   absl::Status Finish(int32_t first_token) override { return control_->Finish(first_token); }
-  void Cancel() override { control_->Cancel(); }
+  void Cancel() override {
+    {
+      // Waits for a copy in progress: after this no byte lands in the decode pool.
+      absl::MutexLock lock(&write_mu_);
+      cancelled_ = true;
+    }
+    control_->Cancel();
+  }
 
  private:
-  std::shared_ptr<SharedMemoryRegion> region_;
-  std::unique_ptr<KvControlStream> control_;
+  const std::shared_ptr<SharedMemoryRegion> region_;
+  const absl::Time write_deadline_;
+  const std::string request_id_;
+  const std::unique_ptr<KvControlStream> control_;
+  absl::Mutex write_mu_;
+  bool cancelled_ ABSL_GUARDED_BY(write_mu_) = false;
 };
+
+// A copy started before this margin ends well before the lease does.
+constexpr absl::Duration kWriteMargin = absl::Seconds(1);
 
 }  // namespace
 
@@ -76,8 +107,11 @@ absl::StatusOr<std::unique_ptr<KvSendStream>> ShmKvSendTransport::Open(
           " blocks)"));
     }
   }
+  const absl::Time write_deadline = handoff.lease_expiry == absl::InfiniteFuture()
+                                       ? absl::InfiniteFuture()
+                                       : handoff.lease_expiry - kWriteMargin;
   return std::make_unique<ShmKvSendStream>(
-      *std::move(region),
+      *std::move(region), write_deadline, handoff.request_id,
       std::make_unique<KvControlStream>(channels_.For(handoff.control_address),
                                         handoff.control_address, hello, deadline));
 }

@@ -177,54 +177,100 @@ INSTANTIATE_TEST_SUITE_P(
                           std::get<3>(info.param) ? "_shuffled" : "_contiguous");
     });
 
-// A wrong token is refused over every transport and the target blocks stay as they were.
-TEST(KvTransportRefusalTest, WrongTokenIsRefusedAndTouchesNoBlock) {
-  const kv::KvLayout layout = SmallLayout(kernels::KvDtype::kF32, 16);
-  DecodeSide decode(layout, 16);
-  kv::KvBlockPool prefill_pool(layout, 4);
-  std::vector<int32_t> prompt(40, 3);
-  kv::BlockTable table;
-  table.blocks = *prefill_pool.Allocate(3);
-  for (kv::BlockId id : table.blocks) {
-    std::memset(prefill_pool.BlockData(id), 0x5a, layout.BlockBytes());
+// A 40-token sequence (3 blocks of 0x5a bytes) in a prefill pool, and a decode side to send
+// it to.
+class KvTransportRefusalTest : public ::testing::Test {
+ protected:
+  KvTransportRefusalTest()
+      : layout_(SmallLayout(kernels::KvDtype::kF32, 16)),
+        decode_(layout_, 16),
+        prefill_pool_(layout_, 4),
+        prompt_(40, 3) {
+    table_.blocks = *prefill_pool_.Allocate(3);
+    for (kv::BlockId id : table_.blocks) {
+      std::memset(prefill_pool_.BlockData(id), 0x5a, layout_.BlockBytes());
+    }
   }
-  const std::string token = decode.table->Reserve("victim", 40);
-  const std::vector<kv::BlockId> targets = decode.table->ViewOf(token).target_blocks;
+
+  Handoff HandoffFor(const std::string& reservation_token, const std::string& presented_token) {
+    Handoff handoff;
+    handoff.request_id = "r";
+    handoff.control_address = decode_.address;
+    handoff.transfer_token = presented_token;
+    handoff.target_blocks = decode_.table->ViewOf(reservation_token).target_blocks;
+    handoff.layout = layout_;
+    handoff.offers = decode_.Offers();
+    return handoff;
+  }
+  // Sends the whole sequence over `stream`; the first error.
+  absl::Status Send(const Handoff& handoff, absl::StatusOr<std::unique_ptr<KvSendStream>> stream,
+                    bool cancel_first = false) {
+    if (!stream.ok()) return stream.status();
+    KvHandoffSender sender(prefill_pool_, handoff, prompt_, *std::move(stream));
+    if (cancel_first) sender.Cancel();
+    if (absl::Status s = sender.SendBlocks(table_, 0, 3); !s.ok()) return s;
+    return sender.Finish(1).status();
+  }
+  void ExpectUntouched(const std::vector<kv::BlockId>& targets) {
+    for (kv::BlockId id : targets) {
+      const uint8_t* got = decode_.pool->BlockData(id);
+      EXPECT_TRUE(std::all_of(got, got + layout_.BlockBytes(), [](uint8_t b) { return b == 0; }))
+          << "target block " << id << " was written";
+    }
+  }
+
+  const kv::KvLayout layout_;
+  DecodeSide decode_;
+  kv::KvBlockPool prefill_pool_;
+  const std::vector<int32_t> prompt_;
+  kv::BlockTable table_;
+};
+
+// A wrong token is refused over every transport and the target blocks stay as they were.
+TEST_F(KvTransportRefusalTest, WrongTokenIsRefusedAndTouchesNoBlock) {
+  const std::string token = decode_.table->Reserve("r", 40);
+  const std::string guess(kTransferTokenBytes, 'x');  // a stranger's
   // shm last: it writes the blocks before it is refused.
   for (const std::string transport : {"grpc", "tcp", "shm"}) {
     SCOPED_TRACE(transport);
-    Handoff handoff;
-    handoff.request_id = "victim";
-    handoff.control_address = decode.address;
-    handoff.transfer_token = std::string(kTransferTokenBytes, 'x');  // a stranger's guess
-    handoff.target_blocks = targets;
-    handoff.layout = layout;
-    handoff.offers = decode.Offers();
+    const Handoff handoff = HandoffFor(token, guess);
     KvChannels channels;
     KvSendTransports transports(*ParseTransportMode(transport));
     transports.Add(std::make_unique<GrpcKvSendTransport>(channels));
     transports.Add(std::make_unique<ShmKvSendTransport>(channels));
     transports.Add(std::make_unique<TcpKvSendTransport>(channels));
-    SenderHello hello{"victim", handoff.transfer_token, "", layout, "", 40};
-    absl::StatusOr<std::unique_ptr<KvSendStream>> stream =
-        transports.Open(handoff, hello, absl::Now() + absl::Seconds(10));
-    absl::Status status = stream.status();
-    if (stream.ok()) {
-      KvHandoffSender sender(prefill_pool, handoff, prompt, *std::move(stream));
-      status = sender.SendBlocks(table, 0, 3);
-      if (status.ok()) status = sender.Finish(1).status();
-    }
+    const SenderHello hello{"r", guess, "", layout_, "", 40};
+    const absl::Status status =
+        Send(handoff, transports.Open(handoff, hello, absl::Now() + absl::Seconds(10)));
     EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << status;
-    EXPECT_EQ(decode.table->StateOf(token), FakeReservationTable::State::kAwaiting);
-    if (transport != "shm") {
-      // shm writes before it is refused (docs/kv-transfer.md: a same-host peer can write the
-      // mapped pool; the token guards what is committed, and nothing was).
-      for (kv::BlockId id : targets) {
-        const uint8_t* got = decode.pool->BlockData(id);
-        EXPECT_TRUE(std::all_of(got, got + layout.BlockBytes(), [](uint8_t b) { return b == 0; }))
-            << "target block " << id << " was written";
-      }
-    }
+    EXPECT_EQ(decode_.table->StateOf(token), FakeReservationTable::State::kAwaiting);
+    // shm writes before it is refused (docs/kv-transfer.md: a same-host peer can write the
+    // mapped pool; the token guards what is committed, and nothing was).
+    if (transport != "shm") ExpectUntouched(handoff.target_blocks);
+  }
+  decode_.table->Fail(token, absl::CancelledError("over"));
+  decode_.table->ReleaseEnded();
+}
+
+// A same-host writer never writes after the reservation's lease (it would write into blocks
+// the decode worker may have given to another sequence), nor once cancelled.
+TEST_F(KvTransportRefusalTest, ShmWritesNothingPastTheLeaseOrAfterCancel) {
+  for (const bool expired : {true, false}) {
+    SCOPED_TRACE(expired ? "lease expired" : "cancelled");
+    const std::string token = decode_.table->Reserve("r", 40);
+    Handoff handoff = HandoffFor(token, token);
+    handoff.lease_expiry = expired ? absl::Now() : absl::Now() + absl::Seconds(60);
+    KvChannels channels;
+    ShmKvSendTransport shm(channels);
+    const SenderHello hello{"r", token, "shm", layout_, "", 40};
+    const absl::Status status =
+        Send(handoff, shm.Open(handoff, handoff.offers[0], hello, absl::Now() + absl::Seconds(10)),
+             /*cancel_first=*/!expired);
+    EXPECT_EQ(status.code(), expired ? absl::StatusCode::kAborted : absl::StatusCode::kCancelled)
+        << status;
+    ExpectUntouched(handoff.target_blocks);
+    decode_.table->Fail(token, absl::CancelledError("over"));
+    decode_.table->ReleaseEnded();
   }
 }
 

@@ -153,6 +153,45 @@ TEST(SharedMemoryRegionTest, ChildProcessWritesShuffledBlocksByNameAndParentSees
   }
 }
 
+TEST(SharedMemoryRegionTest, OrphansOfDeadCreatorsAreRemovedAndLiveRegionsKept) {
+  absl::StatusOr<SharedMemoryRegion> live = SharedMemoryRegion::Create(4096);
+  ASSERT_TRUE(live.ok()) << live.status();
+  // A child creates a region and dies without its destructor, as under SIGKILL.
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    absl::StatusOr<SharedMemoryRegion> orphan = SharedMemoryRegion::Create(8192);
+    if (!orphan.ok()) _exit(2);
+    const std::string& name = orphan->name();
+    if (write(pipe_fds[1], name.data(), name.size()) != static_cast<ssize_t>(name.size())) {
+      _exit(3);
+    }
+    _exit(0);
+  }
+  close(pipe_fds[1]);
+  char buffer[300] = {};
+  const ssize_t n = read(pipe_fds[0], buffer, sizeof(buffer) - 1);
+  close(pipe_fds[0]);
+  int wait_status = 0;
+  ASSERT_EQ(waitpid(child, &wait_status, 0), child);
+  ASSERT_TRUE(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0) << wait_status;
+  ASSERT_GT(n, 0);
+  const std::string orphan_name(buffer, static_cast<size_t>(n));
+  ASSERT_TRUE(ShmExists(orphan_name)) << orphan_name;
+
+  const std::vector<std::string> removed = RemoveOrphanedRegions();
+  EXPECT_THAT(removed, ::testing::Contains(orphan_name));
+  EXPECT_THAT(removed, ::testing::Not(::testing::Contains(live->name())));
+  EXPECT_FALSE(ShmExists(orphan_name));
+  EXPECT_TRUE(ShmExists(live->name()));
+  // A moved region keeps its owner's mark.
+  SharedMemoryRegion moved = *std::move(live);
+  EXPECT_THAT(RemoveOrphanedRegions(), ::testing::Not(::testing::Contains(moved.name())));
+  EXPECT_TRUE(ShmExists(moved.name()));
+}
+
 TEST(SharedMemoryRegionTest, OpenOfAMissingObjectIsNotFoundNamingIt) {
   const std::string name = absl::StrCat("/pdserve-kv-", getpid(), "-0000000000000000");
   absl::StatusOr<SharedMemoryRegion> opened = SharedMemoryRegion::Open(name);
