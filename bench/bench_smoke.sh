@@ -2,6 +2,7 @@
 # bench_smoke: runs each CPU benchmark in a tiny mode on stories260K and checks that it exits 0
 # and prints its table. Registered as the ctest test bench_smoke (bench/CMakeLists.txt).
 # usage: bench_smoke.sh KV_CACHE_SPEEDUP_BIN ENGINE_BIN MODEL_GGUF
+# (bench/transfer's binaries are found in transfer/ beside KV_CACHE_SPEEDUP_BIN.)
 set -u
 kv_bin=$1 engine_bin=$2 model=$3
 tmp=$(mktemp -d)
@@ -33,5 +34,15 @@ if "$engine_bin" --model "$model" --threads 1,2 --batch 1,2 --prompt-tokens 8 --
   check "engine results" "$tmp/engine.csv" "^pdserve,2,2,decode_tok_s,"
 else
   echo "FAILED: engine exited $?"; cat "$tmp/engine.out" "$tmp/engine.err"; failed=1
+fi
+
+# bench/transfer (built beside the other benches, in transfer/): both in --quick mode.
+transfer_dir=$(dirname "$kv_bin")/transfer
+if "$transfer_dir/kv_transfer" --quick >"$tmp/transfer.out" 2>"$tmp/transfer.err" &&
+    "$transfer_dir/decode_interference" --quick --model "$model" >>"$tmp/transfer.out" 2>>"$tmp/transfer.err"; then
+  check "kv_transfer ratios" "$tmp/transfer.out" "shm / memcpy"
+  check "decode_interference" "$tmp/transfer.out" "shm: one arrival"
+else
+  echo "FAILED: bench/transfer exited $?"; cat "$tmp/transfer.out" "$tmp/transfer.err"; failed=1
 fi
 exit $failed

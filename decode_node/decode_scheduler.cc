@@ -193,14 +193,14 @@ absl::StatusOr<Reservation> DecodeScheduler::Reserve(const DecodeSpec& spec, abs
   return reservation;
 }
 
-absl::StatusOr<DecodeScheduler::Sequence*> DecodeScheduler::FindByTokenLocked(
+absl::StatusOr<std::shared_ptr<DecodeScheduler::Sequence>> DecodeScheduler::FindByTokenLocked(
     absl::string_view token) {
   auto it = by_token_.find(token);
   if (it == by_token_.end()) {
     return absl::PermissionDeniedError(
         "no reservation on this decode worker holds this KV transfer token");
   }
-  return it->second.get();
+  return it->second;
 }
 
 absl::Status DecodeScheduler::CheckLeaseLocked(Sequence& seq, absl::Time now) {
@@ -215,15 +215,18 @@ void DecodeScheduler::ForgetTokenIfDoneLocked(Sequence& seq) {
   if (seq.pins > 0 || seq.state == SequenceState::kAwaitingKv) return;
   if (IsTerminal(seq.state) && !seq.in_step && seq.blocks_held) FreeBlocksLocked(seq);
   if (seq.transfer_token.empty()) return;
-  by_token_.erase(seq.transfer_token);
+  // The map may hold the last reference to `seq`: nothing of it is touched after the erase.
+  const std::string token = std::move(seq.transfer_token);
   seq.transfer_token.clear();
+  by_token_.erase(token);
 }
 
 absl::StatusOr<kv_transfer::ReservationView> DecodeScheduler::Lookup(absl::string_view token) {
   std::lock_guard<std::mutex> lock(mutex_);
-  absl::StatusOr<Sequence*> found = FindByTokenLocked(token);
+  absl::StatusOr<std::shared_ptr<Sequence>> found = FindByTokenLocked(token);
   if (!found.ok()) return found.status();
-  Sequence& seq = **found;
+  const std::shared_ptr<Sequence> keep = *std::move(found);  // alive to the end of the call
+  Sequence& seq = *keep;
   if (seq.state != SequenceState::kAwaitingKv) {
     return absl::FailedPreconditionError(absl::StrCat("request '", seq.spec.request_id,
                                                       "' is not awaiting KV (it is ",
@@ -241,9 +244,10 @@ absl::StatusOr<kv_transfer::ReservationView> DecodeScheduler::Lookup(absl::strin
 
 absl::Status DecodeScheduler::Pin(absl::string_view token, absl::Span<const int64_t> indices) {
   std::lock_guard<std::mutex> lock(mutex_);
-  absl::StatusOr<Sequence*> found = FindByTokenLocked(token);
+  absl::StatusOr<std::shared_ptr<Sequence>> found = FindByTokenLocked(token);
   if (!found.ok()) return found.status();
-  Sequence& seq = **found;
+  const std::shared_ptr<Sequence> keep = *std::move(found);  // alive to the end of the call
+  Sequence& seq = *keep;
   if (seq.state != SequenceState::kAwaitingKv) {
     return absl::FailedPreconditionError(absl::StrCat("request '", seq.spec.request_id,
                                                       "' is no longer awaiting KV (it is ",
@@ -273,9 +277,10 @@ absl::Status DecodeScheduler::Pin(absl::string_view token, absl::Span<const int6
 absl::Status DecodeScheduler::Unpin(absl::string_view token, absl::Span<const int64_t> indices,
                                     absl::Status verdict) {
   std::lock_guard<std::mutex> lock(mutex_);
-  absl::StatusOr<Sequence*> found = FindByTokenLocked(token);
+  absl::StatusOr<std::shared_ptr<Sequence>> found = FindByTokenLocked(token);
   if (!found.ok()) return found.status();
-  Sequence& seq = **found;
+  const std::shared_ptr<Sequence> keep = *std::move(found);  // alive to the end of the call
+  Sequence& seq = *keep;
   --seq.pins;
   for (int64_t index : indices) {
     seq.kv_blocks[index] = verdict.ok() ? Sequence::kReceived : Sequence::kAbsent;
@@ -298,13 +303,15 @@ absl::Status DecodeScheduler::Unpin(absl::string_view token, absl::Span<const in
 
 absl::Status DecodeScheduler::Complete(absl::string_view token, int32_t first_token) {
   std::lock_guard<std::mutex> lock(mutex_);
-  absl::StatusOr<Sequence*> found = FindByTokenLocked(token);
+  absl::StatusOr<std::shared_ptr<Sequence>> found = FindByTokenLocked(token);
   if (!found.ok()) return found.status();
-  Sequence& seq = **found;
+  const std::shared_ptr<Sequence> keep = *std::move(found);  // alive to the end of the call
+  Sequence& seq = *keep;
   const std::string& request_id = seq.spec.request_id;
   if (seq.state != SequenceState::kAwaitingKv) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "request '", request_id, "' is not awaiting KV (it is ", SequenceStateName(seq.state), ")"));
+    return absl::FailedPreconditionError(absl::StrCat("request '", request_id,
+                                                      "' is not awaiting KV (it is ",
+                                                      SequenceStateName(seq.state), ")"));
   }
   const int64_t n_prompt_blocks = static_cast<int64_t>(seq.kv_blocks.size());
   absl::Status problem;
@@ -314,9 +321,9 @@ absl::Status DecodeScheduler::Complete(absl::string_view token, int32_t first_to
                                                       seq.n_kv_received, " of ", n_prompt_blocks,
                                                       " prompt blocks"));
   } else if (first_token < 0 || first_token >= config_.vocab_size) {
-    problem = absl::InvalidArgumentError(absl::StrCat("request '", request_id, "': first token ",
-                                                      first_token, " is outside the vocabulary [0, ",
-                                                      config_.vocab_size, ")"));
+    problem = absl::InvalidArgumentError(
+        absl::StrCat("request '", request_id, "': first token ", first_token,
+                     " is outside the vocabulary [0, ", config_.vocab_size, ")"));
   }
   if (!problem.ok()) {
     (void)FailLocked(seq, problem);
@@ -334,7 +341,7 @@ absl::Status DecodeScheduler::Complete(absl::string_view token, int32_t first_to
       FinishLocked(seq, "length");
     } else {
       seq.state = SequenceState::kReady;
-      ready_.push_back(by_token_.find(token)->second);
+      ready_.push_back(keep);
       work_cv_.notify_all();
     }
   }
@@ -344,9 +351,10 @@ absl::Status DecodeScheduler::Complete(absl::string_view token, int32_t first_to
 
 void DecodeScheduler::Fail(absl::string_view token, const absl::Status& error) {
   std::lock_guard<std::mutex> lock(mutex_);
-  absl::StatusOr<Sequence*> found = FindByTokenLocked(token);
+  absl::StatusOr<std::shared_ptr<Sequence>> found = FindByTokenLocked(token);
   if (!found.ok()) return;
-  Sequence& seq = **found;
+  const std::shared_ptr<Sequence> keep = *std::move(found);  // alive to the end of the call
+  Sequence& seq = *keep;
   if (seq.state == SequenceState::kAwaitingKv) (void)FailLocked(seq, error);
   ForgetTokenIfDoneLocked(seq);
 }

@@ -5,10 +5,10 @@
 // prompt + max_tokens up front, receives the prompt's KV and first token from a prefill worker
 // through the transfer layer (this class is its KvReservationTable: a receive session opens the
 // reservation with its one-time transfer token, checks and copies blocks outside mutex_, and
-// commits them in short critical sections), then joins the running batch: every step runs ALL decoding sequences
-// together as one ForwardPass::Forward call, one token each, and samples each with its own
-// parameters at its own position, exactly as engine::Generate does. Sequences join and leave only
-// between steps. Every block a sequence holds is freed when it ends, for any reason.
+// commits them in short critical sections), then joins the running batch: every step runs ALL
+// decoding sequences together as one ForwardPass::Forward call, one token each, and samples
+// each with its own parameters at its own position, exactly as engine::Generate does.
+// Sequences join and leave only between steps. Every block a sequence holds is freed when it ends, for any reason.
 //
 // A reservation awaiting KV is a lease (common/kv_transfer/kv_lease.h): when no KV arrives for
 // SchedulerOptions::kv_lease.idle, or the handoff takes longer than kv_lease.max, the sequence
@@ -167,7 +167,7 @@ class DecodeScheduler final : public kv_transfer::KvReservationTable {
   void ReleaseQuarantinedLocked(absl::Time now) const;
   absl::Status FailLocked(Sequence& seq, absl::Status error);
   // The sequence `token` opens: PermissionDenied when none does. Requires mutex_.
-  absl::StatusOr<Sequence*> FindByTokenLocked(absl::string_view token);
+  absl::StatusOr<std::shared_ptr<Sequence>> FindByTokenLocked(absl::string_view token);
   // Fails `seq` when it awaits KV and its lease ran out at `now`; the lease's status, or OK.
   absl::Status CheckLeaseLocked(Sequence& seq, absl::Time now);
   // The token stops opening anything once the sequence no longer awaits KV and no session

@@ -70,7 +70,9 @@ grpc::Status DecodeWorkerService::Decode(grpc::ServerContext* context,
   handoff.layout = scheduler_.layout();
   handoff.model_fingerprint = scheduler_.model_fingerprint();
   handoff.offers = options_.kv_offers;
-  if (handoff.offers.empty()) handoff.offers.push_back({std::string(kv_transfer::kGrpcTransport)});
+  if (handoff.offers.empty()) {
+    handoff.offers.push_back({std::string(kv_transfer::kGrpcTransport), "", ""});
+  }
   handoff.lease_idle = scheduler_.options().kv_lease.idle;
   handoff.lease_max = scheduler_.options().kv_lease.max;
   handoff.lease_expiry = reservation->lease_expiry;

@@ -133,10 +133,10 @@ int Run(int argc, char** argv) {
       return Fail(std::string(s.message()), 1);
     }
     service_options.kv_offers.push_back(
-        {std::string(kv_transfer::kTcpTransport), absl::StrCat(":", tcp_receiver.port())});
+        {std::string(kv_transfer::kTcpTransport), absl::StrCat(":", tcp_receiver.port()), ""});
   }
   if (kv_transfer::ModeAllows(*transport, kv_transfer::kGrpcTransport)) {
-    service_options.kv_offers.push_back({std::string(kv_transfer::kGrpcTransport)});
+    service_options.kv_offers.push_back({std::string(kv_transfer::kGrpcTransport), "", ""});
   }
   DecodeWorkerService decode_service(scheduler, service_options);
   kv_transfer::KvReceiverService kv_service(scheduler, (*engine)->kv_pool());

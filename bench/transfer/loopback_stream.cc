@@ -20,7 +20,8 @@ namespace pdserve::bench {
 namespace {
 
 absl::Status Errno(const char* what) {
-  return absl::UnavailableError(absl::StrCat("loopback stream: ", what, ": ", std::strerror(errno)));
+  return absl::UnavailableError(
+      absl::StrCat("loopback stream: ", what, ": ", std::strerror(errno)));
 }
 
 void SetNoDelay(int fd) {
@@ -110,7 +111,8 @@ absl::StatusOr<double> LoopbackStream::Transfer(
   }
   for (size_t i = 0; i < sources.size(); ++i) {
     if (sources[i].size() != targets[i].size()) {
-      return absl::InvalidArgumentError(absl::StrCat("loopback stream: block ", i, " sizes differ"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("loopback stream: block ", i, " sizes differ"));
     }
   }
   absl::Status write_status;

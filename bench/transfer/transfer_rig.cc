@@ -54,7 +54,8 @@ absl::StatusOr<std::unique_ptr<ReceiverRig>> ReceiverRig::Start(kvt::KvReservati
     if (!boot_id.ok()) return boot_id.status();
     rig->offers_.push_back({std::string(kvt::kShmTransport), std::move(shm_name), *boot_id});
   }
-  rig->offers_.push_back({std::string(kvt::kTcpTransport), absl::StrCat(":", rig->tcp_.port()), ""});
+  rig->offers_.push_back(
+      {std::string(kvt::kTcpTransport), absl::StrCat(":", rig->tcp_.port()), ""});
   rig->offers_.push_back({std::string(kvt::kGrpcTransport), "", ""});
   return rig;
 }

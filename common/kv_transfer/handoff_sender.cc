@@ -55,7 +55,7 @@ absl::Status KvHandoffSender::SendBlocks(const kv::BlockTable& table, int64_t fi
     OutgoingBlock& block = blocks[i];
     block.header.index = b;
     block.header.n_tokens = std::min<int64_t>(block_size, n_prompt - b * block_size);
-    block.header.checksum = BlockChecksum(bytes[i]);
+    if (!stream_->computes_checksums()) block.header.checksum = BlockChecksum(bytes[i]);
     if (block.header.n_tokens == block_size) {
       parent_ = kv::ChainBlockKey(parent_, prompt_.subspan(b * block_size, block_size));
       block.has_key = true;

@@ -38,6 +38,10 @@ struct IncomingBlock {
 
 // XXH3-64 with seed 0: what every transport's checksum means.
 uint64_t BlockChecksum(absl::Span<const uint8_t> bytes);
+// Copies `src` into `dst` (same size) and returns BlockChecksum(src), reading `src` from memory
+// once: each piece is hashed while it is in cache, then copied. For transports that copy block
+// bytes themselves (shm): the checksum costs little more than the copy.
+uint64_t CopyBlockWithChecksum(absl::Span<uint8_t> dst, absl::Span<const uint8_t> src);
 
 // The 16 bytes of a key on the wire: low then high, each little-endian.
 std::string BlockKeyBytes(const kv::BlockKey& key);

@@ -38,6 +38,9 @@ class KvSendStream {
  public:
   virtual ~KvSendStream() = default;
   virtual absl::string_view transport() const = 0;
+  // True for a transport that copies the block bytes itself and fills each header's checksum
+  // as it copies (CopyBlockWithChecksum): the sender then leaves header.checksum unset.
+  virtual bool computes_checksums() const { return false; }
   // Moves blocks (whole ones, at most a chunk) to their targets. Returns once the transport has
   // taken them: the caller may then reuse the bytes; the receiver may not have verified them
   // yet. An error ends the stream; it is the receiver's status when it has one, with a message

@@ -70,7 +70,8 @@ absl::Status KvReceiveSession::CheckHeaders(absl::Span<const KvBlockHeader> head
       break;
     }
     if (std::find(seen.begin(), seen.end(), header.index) != seen.end()) {
-      problem = absl::InvalidArgumentError(absl::StrCat(Where(header.index), "sent more than once"));
+      problem =
+          absl::InvalidArgumentError(absl::StrCat(Where(header.index), "sent more than once"));
       break;
     }
     seen.push_back(header.index);

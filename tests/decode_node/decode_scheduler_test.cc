@@ -59,7 +59,8 @@ class DecodeSchedulerTest : public ::testing::Test {
   }
   // Receives blocks for request `id` as the gRPC transport does: a receive session opened with
   // the reservation's token.
-  absl::Status InstallKv(const std::string& id, absl::Span<const kv_transfer::IncomingBlock> blocks) {
+  absl::Status InstallKv(const std::string& id,
+                         absl::Span<const kv_transfer::IncomingBlock> blocks) {
     absl::StatusOr<kv_transfer::KvReceiveSession> session =
         kv_transfer::KvReceiveSession::Open(*scheduler_, engine_->kv_pool(), tokens_[id]);
     if (!session.ok()) return session.status();
@@ -374,7 +375,7 @@ TEST_F(DecodeSchedulerTest, DecodeStepsGoOnWhileKvIsWritten) {
         << id << ": no token for " << absl::FormatDuration(longest_gap) << " during a "
         << absl::FormatDuration(install_end - install_start) << " install";
   }
-  for (const std::string& id : {"r0", "r1", "r2", "arriving"}) scheduler.Release(id);
+  for (const char* id : {"r0", "r1", "r2", "arriving"}) scheduler.Release(id);
 }
 
 TEST_F(DecodeSchedulerTest, LeaseRunsOutOnlyForTheReservationWhoseKvStalls) {
@@ -402,7 +403,8 @@ TEST_F(DecodeSchedulerTest, LeaseRunsOutOnlyForTheReservationWhoseKvStalls) {
 
   std::vector<SequenceEvent> events;
   while (events.empty() && absl::Now() - start < absl::Seconds(5)) {
-    ASSERT_TRUE(scheduler_->WaitEvents("stalled", absl::Now() + absl::Milliseconds(50), &events).ok());
+    ASSERT_TRUE(
+        scheduler_->WaitEvents("stalled", absl::Now() + absl::Milliseconds(50), &events).ok());
   }
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].kind, SequenceEvent::Kind::kError);
@@ -468,9 +470,9 @@ TEST_F(DecodeSchedulerTest, BlocksOfAnUnfinishedHandoffWaitOutTheQuarantine) {
   ASSERT_TRUE(Reserve(Spec("next", 40, 20)).ok());  // 4 blocks
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(250));
   EXPECT_EQ(scheduler_->Load().quarantined_kv_blocks, 0);
-  // Its KV completes: its blocks come back at once when it ends.
+  // Its KV completes (and it ends there, on an end token): its blocks come back at once.
   ASSERT_TRUE(InstallKv("next", {Block(0, 16, data), Block(1, 16, data), Block(2, 8, data)}).ok());
-  ASSERT_TRUE(CompleteKv("next", 7).ok());
+  ASSERT_TRUE(CompleteKv("next", engine_->tokenizer().end_of_generation_ids()[0]).ok());
   scheduler_->Release("next");
   load = scheduler_->Load();
   EXPECT_EQ(load.free_kv_blocks, 4);

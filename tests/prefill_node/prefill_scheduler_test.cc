@@ -116,7 +116,7 @@ PrefillJob Job(const engine::Engine& engine, const std::string& id, int n_tokens
   job.handoff.transfer_token = std::string(kv_transfer::kTransferTokenBytes, 'k');
   job.handoff.layout = layout;
   for (int b = 0; b * layout.block_size < n_tokens; ++b) job.handoff.target_blocks.push_back(b);
-  job.handoff.offers.push_back({"grpc"});
+  job.handoff.offers.push_back({"grpc", "", ""});
   return job;
 }
 

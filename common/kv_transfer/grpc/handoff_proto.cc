@@ -81,8 +81,8 @@ absl::StatusOr<SenderHello> HelloFromChunk(const v1::KvChunk& first_chunk) {
   }
   absl::StatusOr<kv::KvLayout> layout = rpc::KvLayoutFromProto(first_chunk.layout());
   if (!layout.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("request '", hello.request_id,
-                                                   "': bad KV layout: ", layout.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request '", hello.request_id, "': bad KV layout: ", layout.status().message()));
   }
   hello.layout = *layout;
   hello.model_fingerprint = first_chunk.layout().model_fingerprint();

@@ -61,7 +61,9 @@ grpc::Status KvReceiverService::PushKv(grpc::ServerContext* context,
   absl::StatusOr<SenderHello> hello = HelloFromChunk(chunk);
   if (!hello.ok()) {
     // A token holder that sent a broken hello fails its reservation; anyone else touches nothing.
-    if (!absl::IsPermissionDenied(hello.status())) table_.Fail(chunk.transfer_token(), hello.status());
+    if (!absl::IsPermissionDenied(hello.status())) {
+      table_.Fail(chunk.transfer_token(), hello.status());
+    }
     return rpc::ToGrpcStatus(hello.status());
   }
   absl::StatusOr<KvReceiveSession> session = KvReceiveSession::Open(table_, pool_, *hello);

@@ -55,9 +55,10 @@ absl::StatusOr<std::string> RandomName() {
   return absl::StrFormat("/%s%d-%016x", kNamePrefix, static_cast<int>(getpid()), random);
 }
 
-// Maps all of fd read-write; closes fd whatever happens.
+// Maps all of fd read-write; closes fd whatever happens. The page tables are filled at once
+// (MAP_POPULATE): a KV transfer should not take a page fault per 4 KiB it writes.
 absl::StatusOr<uint8_t*> MapAndClose(int fd, size_t bytes, const std::string& name) {
-  void* data = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  void* data = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
   const int mmap_errno = errno;
   close(fd);
   if (data == MAP_FAILED) {

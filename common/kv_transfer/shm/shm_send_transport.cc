@@ -1,6 +1,7 @@
 #include "common/kv_transfer/shm/shm_send_transport.h"
 
 #include <cstring>
+#include <vector>
 
 #include "absl/time/clock.h"
 
@@ -26,8 +27,10 @@ class ShmKvSendStream final : public KvSendStream {
         control_(std::move(control)) {}
 
   absl::string_view transport() const override { return kShmTransport; }
+  bool computes_checksums() const override { return true; }
 
   absl::Status SendBlocks(absl::Span<const OutgoingBlock> blocks) override {
+    std::vector<OutgoingBlock> copied(blocks.begin(), blocks.end());
     {
       absl::MutexLock lock(&write_mu_);
       if (cancelled_) return absl::CancelledError("the KV handoff was cancelled");
@@ -35,14 +38,16 @@ class ShmKvSendStream final : public KvSendStream {
         return absl::AbortedError(absl::StrCat(
             "request ", request_id_, ": the decode worker's reservation has run out of lease"));
       }
-      for (const OutgoingBlock& block : blocks) {
+      for (OutgoingBlock& block : copied) {
         // Open checked every target against the object's size.
-        std::memcpy(region_->data() + static_cast<size_t>(block.target) * block.bytes.size(),
-                    block.bytes.data(), block.bytes.size());
+        const absl::Span<uint8_t> target(
+            region_->data() + static_cast<size_t>(block.target) * block.bytes.size(),
+            block.bytes.size());
+        block.header.checksum = CopyBlockWithChecksum(target, block.bytes);
       }
     }
     // Sent after the copies: decode reads the blocks only once their headers arrive.
-    v1::KvChunk chunk = BlocksChunk(blocks, /*with_bytes=*/false);
+    v1::KvChunk chunk = BlocksChunk(copied, /*with_bytes=*/false);
     return control_->Send(chunk);
   }
   absl::Status Finish(int32_t first_token) override { return control_->Finish(first_token); }

@@ -50,6 +50,15 @@ TEST(KvLeaseTest, IdleLimitRunsBetweenPiecesOfKv) {
   EXPECT_EQ(lease.expiry(), kT0 + absl::Seconds(10));
 }
 
+TEST(KvBlocksTest, CopyWithChecksumCopiesAndHashesLikeBlockChecksum) {
+  for (const size_t size : {size_t{1}, size_t{16384}, size_t{40000}, size_t{737280}}) {
+    std::vector<uint8_t> src(size), dst(size, 0);
+    for (size_t i = 0; i < size; ++i) src[i] = static_cast<uint8_t>(i * 13 + (i >> 9));
+    EXPECT_EQ(CopyBlockWithChecksum(absl::MakeSpan(dst), src), BlockChecksum(src)) << size;
+    EXPECT_EQ(dst, src) << size;
+  }
+}
+
 TEST(TransferTokenTest, TokensAreRandomAndComparedWhole) {
   std::set<std::string> seen;
   for (int i = 0; i < 1000; ++i) {
@@ -148,17 +157,17 @@ KvSendTransports Transports(TransportMode mode, bool shm_usable = true) {
 
 TEST(SendTransportsTest, AutoTakesTheFastestBothSidesCanUse) {
   Handoff handoff = GoodHandoff(1);
-  handoff.offers = {{"grpc"}, {"tcp", ":1"}, {"shm", "/x", "boot"}};  // decode's order aside
+  handoff.offers = {{"grpc", "", ""}, {"tcp", ":1", ""}, {"shm", "/x", "boot"}};  // decode's order aside
   EXPECT_EQ(Transports(TransportMode::kAuto).Choose(handoff)->first.transport, "shm");
   EXPECT_EQ(Transports(TransportMode::kAuto, false).Choose(handoff)->first.transport, "tcp");
-  handoff.offers = {{"grpc"}};
+  handoff.offers = {{"grpc", "", ""}};
   EXPECT_EQ(Transports(TransportMode::kAuto).Choose(handoff)->first.transport, "grpc");
 }
 
 TEST(SendTransportsTest, ForcedModeWithoutACommonTransportNamesTheOffers) {
   Handoff handoff = GoodHandoff(1);
   handoff.control_address = "10.0.0.9:7000";
-  handoff.offers = {{"shm", "/x", "boot"}, {"grpc"}};
+  handoff.offers = {{"shm", "/x", "boot"}, {"grpc", "", ""}};
   EXPECT_EQ(Transports(TransportMode::kGrpc).Choose(handoff)->first.transport, "grpc");
   const absl::Status none = Transports(TransportMode::kTcp).Choose(handoff).status();
   EXPECT_EQ(none.code(), absl::StatusCode::kFailedPrecondition);
@@ -302,7 +311,8 @@ TEST_F(ReceiveSessionTest, BadBlocksFailTheReservation) {
 
 TEST_F(ReceiveSessionTest, InPlaceBlocksAreCheckedWhereTheyLie) {
   const std::string token = table_.Reserve("r", 20);  // 2 blocks: 16 + 4
-  absl::StatusOr<KvReceiveSession> session = KvReceiveSession::Open(table_, pool_, Hello(token, 20));
+  absl::StatusOr<KvReceiveSession> session =
+      KvReceiveSession::Open(table_, pool_, Hello(token, 20));
   ASSERT_TRUE(session.ok());
   const std::string b0 = Bytes(0), b1 = Bytes(1);
   std::vector<KvBlockHeader> headers = {Incoming(0, 16, b0).header, Incoming(1, 4, b1).header};
