@@ -55,10 +55,11 @@ absl::StatusOr<std::string> RandomName() {
   return absl::StrFormat("/%s%d-%016x", kNamePrefix, static_cast<int>(getpid()), random);
 }
 
-// Maps all of fd read-write; closes fd whatever happens. The page tables are filled at once
-// (MAP_POPULATE): a KV transfer should not take a page fault per 4 KiB it writes.
-absl::StatusOr<uint8_t*> MapAndClose(int fd, size_t bytes, const std::string& name) {
-  void* data = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+// Maps all of fd read-write; closes fd whatever happens. `extra_flags`: MAP_POPULATE fills the
+// page tables at once, so that a writer does not take a page fault per 4 KiB it writes.
+absl::StatusOr<uint8_t*> MapAndClose(int fd, size_t bytes, const std::string& name,
+                                     int extra_flags) {
+  void* data = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | extra_flags, fd, 0);
   const int mmap_errno = errno;
   close(fd);
   if (data == MAP_FAILED) {
@@ -105,7 +106,8 @@ absl::StatusOr<SharedMemoryRegion> SharedMemoryRegion::Create(size_t bytes) {
   }
   // The lock lives with a descriptor of its own, kept open as long as the region.
   const int owner_fd = dup(fd);
-  absl::StatusOr<uint8_t*> data = MapAndClose(fd, bytes, name);
+  // The creator's pages are touched as its pool is used: no need to fault them all in now.
+  absl::StatusOr<uint8_t*> data = MapAndClose(fd, bytes, name, 0);
   if (!data.ok() || owner_fd < 0) {
     if (owner_fd >= 0) close(owner_fd);
     shm_unlink(name.c_str());
@@ -133,7 +135,9 @@ absl::StatusOr<SharedMemoryRegion> SharedMemoryRegion::Open(const std::string& n
         absl::StrCat("shared-memory object '", name, "' holds no bytes"));
   }
   const size_t bytes = static_cast<size_t>(st.st_size);
-  absl::StatusOr<uint8_t*> data = MapAndClose(fd, bytes, name);
+  // An opener writes into the region (the shm transport's sender): its page tables are filled
+  // once here rather than by a fault per page during transfers.
+  absl::StatusOr<uint8_t*> data = MapAndClose(fd, bytes, name, MAP_POPULATE);
   if (!data.ok()) return data.status();
   return SharedMemoryRegion(name, *data, bytes, /*owns_name=*/false);
 }
