@@ -6,6 +6,7 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "cli/arg_parser.h"
@@ -139,7 +140,11 @@ int Run(int argc, char** argv) {
     service_options.kv_offers.push_back({std::string(kv_transfer::kGrpcTransport), "", ""});
   }
   DecodeWorkerService decode_service(scheduler, service_options);
-  kv_transfer::KvReceiverService kv_service(scheduler, (*engine)->kv_pool());
+  std::vector<std::string> accepted_transports;
+  for (const kv_transfer::TransportOffer& offer : service_options.kv_offers) {
+    accepted_transports.push_back(offer.transport);
+  }
+  kv_transfer::KvReceiverService kv_service(scheduler, (*engine)->kv_pool(), accepted_transports);
 
   cli::WorkerServer server;
   server.role = v1::WORKER_ROLE_DECODE;

@@ -5,6 +5,9 @@
 // chunks are received by copy ("grpc") or checked in place ("shm"); the last chunk completes the
 // reservation. A stream that ends before its last chunk fails the reservation (ABORTED).
 
+#include <string>
+#include <vector>
+
 #include "common/kv/kv_block_pool.h"
 #include "common/kv_transfer/reservation_table.h"
 #include "kv_transfer.grpc.pb.h"
@@ -14,8 +17,11 @@ namespace pdserve::kv_transfer {
 class KvReceiverService final : public v1::KvReceiver::Service {
  public:
   // Both outlive the service; `pool` is the pool the table's reservations hold blocks of.
-  KvReceiverService(KvReservationTable& table, kv::KvBlockPool& pool)
-      : table_(table), pool_(pool) {}
+  // `accepted`: the transports this worker offers (grpc, shm, tcp); a hello naming another
+  // fails its reservation with FAILED_PRECONDITION. Empty: every transport.
+  KvReceiverService(KvReservationTable& table, kv::KvBlockPool& pool,
+                    std::vector<std::string> accepted = {})
+      : table_(table), pool_(pool), accepted_(std::move(accepted)) {}
 
   grpc::Status PushKv(grpc::ServerContext* context, grpc::ServerReader<v1::KvChunk>* reader,
                       v1::PushKvResponse* response) override;
@@ -23,6 +29,7 @@ class KvReceiverService final : public v1::KvReceiver::Service {
  private:
   KvReservationTable& table_;
   kv::KvBlockPool& pool_;
+  const std::vector<std::string> accepted_;
 };
 
 }  // namespace pdserve::kv_transfer

@@ -51,14 +51,16 @@ uint8_t Pattern(int64_t request, int64_t block, size_t byte) {
 // The decode side: a pool in shared memory, a reservation table over it, the control stream's
 // service and a TCP receiver.
 struct DecodeSide {
-  DecodeSide(const kv::KvLayout& layout, int64_t n_blocks) {
+  // `accepted`: the transports the KvReceiver service takes (empty: all).
+  DecodeSide(const kv::KvLayout& layout, int64_t n_blocks,
+             std::vector<std::string> accepted = {}) {
     absl::StatusOr<std::unique_ptr<SharedMemoryKvStorage>> storage =
         SharedMemoryKvStorage::Create(layout.BlockBytes() * n_blocks);
     EXPECT_TRUE(storage.ok()) << storage.status();
     shm_name = (*storage)->region_name();
     pool = *kv::KvBlockPool::Create(layout, n_blocks, *std::move(storage));
     table = std::make_unique<FakeReservationTable>(*pool);
-    service = std::make_unique<KvReceiverService>(*table, *pool);
+    service = std::make_unique<KvReceiverService>(*table, *pool, std::move(accepted));
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -250,6 +252,43 @@ TEST_F(KvTransportRefusalTest, WrongTokenIsRefusedAndTouchesNoBlock) {
   }
   decode_.table->Fail(token, absl::CancelledError("over"));
   decode_.table->ReleaseEnded();
+}
+
+// A decode worker that does not offer a transport refuses a handoff over it, naming what it
+// offers, instead of waiting for blocks that never come or failing checksums.
+TEST(KvTransportOfferTest, ATransportTheDecodeWorkerDoesNotOfferIsRefused) {
+  const kv::KvLayout layout = SmallLayout(kernels::KvDtype::kF32, 16);
+  DecodeSide decode(layout, 16, {"grpc"});
+  kv::KvBlockPool prefill_pool(layout, 4);
+  const std::vector<int32_t> prompt(40, 3);
+  kv::BlockTable table;
+  table.blocks = *prefill_pool.Allocate(3);
+  const std::string token = decode.table->Reserve("r", 40);
+  Handoff handoff;
+  handoff.request_id = "r";
+  handoff.control_address = decode.address;
+  handoff.transfer_token = token;
+  handoff.target_blocks = decode.table->ViewOf(token).target_blocks;
+  handoff.layout = layout;
+  handoff.offers = decode.Offers();  // as if it had offered tcp
+  KvChannels channels;
+  TcpKvSendTransport tcp(channels);
+  const SenderHello hello{"r", token, "tcp", layout, "", 40};
+  absl::StatusOr<std::unique_ptr<KvSendStream>> stream =
+      tcp.Open(handoff, handoff.offers[1], hello, absl::Now() + absl::Seconds(10));
+  absl::Status status = stream.status();
+  if (stream.ok()) {
+    KvHandoffSender sender(prefill_pool, handoff, prompt, *std::move(stream));
+    status = sender.SendBlocks(table, 0, 3);
+    if (status.ok()) status = sender.Finish(1).status();
+  }
+  EXPECT_FALSE(status.ok());
+  EXPECT_EQ(decode.table->StateOf(token), FakeReservationTable::State::kFailed);
+  const absl::Status why = decode.table->ErrorOf(token);
+  EXPECT_EQ(why.code(), absl::StatusCode::kFailedPrecondition) << why;
+  EXPECT_NE(why.message().find("does not take KV over tcp (it offers grpc)"), std::string::npos)
+      << why;
+  decode.table->ReleaseEnded();
 }
 
 // A same-host writer never writes after the reservation's lease (it would write into blocks
