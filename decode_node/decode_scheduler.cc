@@ -203,6 +203,19 @@ absl::StatusOr<std::shared_ptr<DecodeScheduler::Sequence>> DecodeScheduler::Find
   return it->second;
 }
 
+absl::StatusOr<std::shared_ptr<DecodeScheduler::Sequence>> DecodeScheduler::AwaitingKvLocked(
+    absl::string_view token) {
+  absl::StatusOr<std::shared_ptr<Sequence>> found = FindByTokenLocked(token);
+  if (!found.ok()) return found.status();
+  const Sequence& seq = **found;
+  if (seq.state != SequenceState::kAwaitingKv) {
+    return absl::FailedPreconditionError(absl::StrCat("request '", seq.spec.request_id,
+                                                      "' is not awaiting KV (it is ",
+                                                      SequenceStateName(seq.state), ")"));
+  }
+  return found;
+}
+
 absl::Status DecodeScheduler::CheckLeaseLocked(Sequence& seq, absl::Time now) {
   if (seq.state != SequenceState::kAwaitingKv) return absl::OkStatus();
   absl::Status s = seq.lease.Check(now);
@@ -223,15 +236,10 @@ void DecodeScheduler::ForgetTokenIfDoneLocked(Sequence& seq) {
 
 absl::StatusOr<kv_transfer::ReservationView> DecodeScheduler::Lookup(absl::string_view token) {
   std::lock_guard<std::mutex> lock(mutex_);
-  absl::StatusOr<std::shared_ptr<Sequence>> found = FindByTokenLocked(token);
+  absl::StatusOr<std::shared_ptr<Sequence>> found = AwaitingKvLocked(token);
   if (!found.ok()) return found.status();
   const std::shared_ptr<Sequence> keep = *std::move(found);  // alive to the end of the call
   Sequence& seq = *keep;
-  if (seq.state != SequenceState::kAwaitingKv) {
-    return absl::FailedPreconditionError(absl::StrCat("request '", seq.spec.request_id,
-                                                      "' is not awaiting KV (it is ",
-                                                      SequenceStateName(seq.state), ")"));
-  }
   if (absl::Status s = CheckLeaseLocked(seq, absl::Now()); !s.ok()) return s;
   seq.lease.Touch(absl::Now());
   kv_transfer::ReservationView view;
@@ -244,15 +252,10 @@ absl::StatusOr<kv_transfer::ReservationView> DecodeScheduler::Lookup(absl::strin
 
 absl::Status DecodeScheduler::Pin(absl::string_view token, absl::Span<const int64_t> indices) {
   std::lock_guard<std::mutex> lock(mutex_);
-  absl::StatusOr<std::shared_ptr<Sequence>> found = FindByTokenLocked(token);
+  absl::StatusOr<std::shared_ptr<Sequence>> found = AwaitingKvLocked(token);
   if (!found.ok()) return found.status();
   const std::shared_ptr<Sequence> keep = *std::move(found);  // alive to the end of the call
   Sequence& seq = *keep;
-  if (seq.state != SequenceState::kAwaitingKv) {
-    return absl::FailedPreconditionError(absl::StrCat("request '", seq.spec.request_id,
-                                                      "' is no longer awaiting KV (it is ",
-                                                      SequenceStateName(seq.state), ")"));
-  }
   const absl::Time now = absl::Now();
   if (absl::Status s = CheckLeaseLocked(seq, now); !s.ok()) return s;
   const int64_t n_prompt_blocks = static_cast<int64_t>(seq.kv_blocks.size());
@@ -303,16 +306,11 @@ absl::Status DecodeScheduler::Unpin(absl::string_view token, absl::Span<const in
 
 absl::Status DecodeScheduler::Complete(absl::string_view token, int32_t first_token) {
   std::lock_guard<std::mutex> lock(mutex_);
-  absl::StatusOr<std::shared_ptr<Sequence>> found = FindByTokenLocked(token);
+  absl::StatusOr<std::shared_ptr<Sequence>> found = AwaitingKvLocked(token);
   if (!found.ok()) return found.status();
   const std::shared_ptr<Sequence> keep = *std::move(found);  // alive to the end of the call
   Sequence& seq = *keep;
   const std::string& request_id = seq.spec.request_id;
-  if (seq.state != SequenceState::kAwaitingKv) {
-    return absl::FailedPreconditionError(absl::StrCat("request '", request_id,
-                                                      "' is not awaiting KV (it is ",
-                                                      SequenceStateName(seq.state), ")"));
-  }
   const int64_t n_prompt_blocks = static_cast<int64_t>(seq.kv_blocks.size());
   absl::Status problem;
   if (seq.n_kv_received != n_prompt_blocks) {

@@ -8,11 +8,12 @@
 // commits them in short critical sections), then joins the running batch: every step runs ALL
 // decoding sequences together as one ForwardPass::Forward call, one token each, and samples
 // each with its own parameters at its own position, exactly as engine::Generate does.
-// Sequences join and leave only between steps. Every block a sequence holds is freed when it ends, for any reason.
+// Sequences join and leave only between steps. Every block a sequence holds is freed when it
+// ends, for any reason.
 //
-// A reservation awaiting KV is a lease (common/kv_transfer/kv_lease.h): when no KV arrives for
-// SchedulerOptions::kv_lease.idle, or the handoff takes longer than kv_lease.max, the sequence
-// fails (ABORTED) and its blocks return to the pool.
+// A reservation awaiting KV is a lease (common/kv_transfer/kv_lease.h): when, once its KV has
+// begun to arrive, none arrives for SchedulerOptions::kv_lease.idle, or the handoff takes longer
+// than kv_lease.max, the sequence fails (ABORTED) and its blocks return to the pool.
 //
 // Thread model: one scheduler thread runs the steps; any thread may call the public methods.
 // Lock order: mutex_ only (the pool has its own internal lock, taken under mutex_). Block bytes
@@ -168,6 +169,8 @@ class DecodeScheduler final : public kv_transfer::KvReservationTable {
   absl::Status FailLocked(Sequence& seq, absl::Status error);
   // The sequence `token` opens: PermissionDenied when none does. Requires mutex_.
   absl::StatusOr<std::shared_ptr<Sequence>> FindByTokenLocked(absl::string_view token);
+  // As FindByTokenLocked, and FailedPrecondition unless the sequence awaits KV. Requires mutex_.
+  absl::StatusOr<std::shared_ptr<Sequence>> AwaitingKvLocked(absl::string_view token);
   // Fails `seq` when it awaits KV and its lease ran out at `now`; the lease's status, or OK.
   absl::Status CheckLeaseLocked(Sequence& seq, absl::Time now);
   // The token stops opening anything once the sequence no longer awaits KV and no session

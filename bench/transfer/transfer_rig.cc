@@ -151,8 +151,7 @@ absl::StatusOr<std::vector<std::string>> ParseTransportList(const std::string& f
   std::vector<std::string> names;
   for (absl::string_view item : absl::StrSplit(text, ',')) {
     const std::string name(item);
-    if (name != kvt::kGrpcTransport && name != kvt::kShmTransport &&
-        name != kvt::kTcpTransport) {
+    if (!kvt::IsTransportName(name)) {
       return absl::InvalidArgumentError(
           absl::StrCat("--", flag, ": '", name, "' is not one of grpc, shm, tcp"));
     }

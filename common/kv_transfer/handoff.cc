@@ -5,6 +5,10 @@
 
 namespace pdserve::kv_transfer {
 
+bool IsTransportName(absl::string_view name) {
+  return name == kGrpcTransport || name == kShmTransport || name == kTcpTransport;
+}
+
 absl::StatusOr<TransportMode> ParseTransportMode(absl::string_view name) {
   if (name == "auto") return TransportMode::kAuto;
   if (name == kGrpcTransport) return TransportMode::kGrpc;
@@ -28,6 +32,24 @@ bool ModeAllows(TransportMode mode, absl::string_view transport) {
   return mode == TransportMode::kAuto || TransportModeName(mode) == transport;
 }
 
+absl::Status CheckSameModelAndLayout(absl::string_view peer, const kv::KvLayout& their_layout,
+                                     absl::string_view their_fingerprint,
+                                     const kv::KvLayout& our_layout,
+                                     absl::string_view our_fingerprint) {
+  if (!(their_layout == our_layout)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("layout mismatch: ", peer, " has ", their_layout.DebugString(),
+                     ", this worker has ", our_layout.DebugString()));
+  }
+  if (!their_fingerprint.empty() && !our_fingerprint.empty() &&
+      their_fingerprint != our_fingerprint) {
+    return absl::FailedPreconditionError(absl::StrCat("model mismatch: ", peer, " runs model ",
+                                                      their_fingerprint, ", this worker runs ",
+                                                      our_fingerprint));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckHandoff(const Handoff& handoff, const kv::KvLayout& our_layout,
                           absl::string_view our_fingerprint, int64_t n_prompt_tokens) {
   const std::string where = absl::StrCat("request ", handoff.request_id, ": KV handoff ");
@@ -36,16 +58,11 @@ absl::Status CheckHandoff(const Handoff& handoff, const kv::KvLayout& our_layout
                                                    handoff.transfer_token.size(),
                                                    " bytes, expected ", kTransferTokenBytes));
   }
-  if (!(handoff.layout == our_layout)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(where, "layout mismatch: the decode worker has ",
-                     handoff.layout.DebugString(), ", this worker has ", our_layout.DebugString()));
-  }
-  if (!handoff.model_fingerprint.empty() && !our_fingerprint.empty() &&
-      handoff.model_fingerprint != our_fingerprint) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(where, "model mismatch: the decode worker runs model ",
-                     handoff.model_fingerprint, ", this worker runs ", our_fingerprint));
+  if (absl::Status s = CheckSameModelAndLayout("the decode worker", handoff.layout,
+                                                handoff.model_fingerprint, our_layout,
+                                                our_fingerprint);
+      !s.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(where, s.message()));
   }
   const int64_t block_size = our_layout.block_size;
   const int64_t n_blocks = (n_prompt_tokens + block_size - 1) / block_size;

@@ -21,6 +21,9 @@ inline constexpr absl::string_view kGrpcTransport = "grpc";
 inline constexpr absl::string_view kShmTransport = "shm";
 inline constexpr absl::string_view kTcpTransport = "tcp";
 
+// Whether `name` is one of the transports above.
+bool IsTransportName(absl::string_view name);
+
 // Which transports a worker may use: "auto" (every one it can), or exactly one.
 enum class TransportMode { kAuto, kGrpc, kShm, kTcp };
 absl::StatusOr<TransportMode> ParseTransportMode(absl::string_view name);
@@ -52,10 +55,18 @@ struct Handoff {
   absl::Time lease_expiry = absl::InfiniteFuture();
 };
 
+// OK when a peer's KV layout equals ours and its model fingerprint equals ours (an empty
+// fingerprint on either side is not compared); otherwise FailedPrecondition naming both sides:
+// "layout mismatch: <peer> has …, this worker has …" or "model mismatch: <peer> runs model …,
+// this worker runs …". Both ends of a handoff check it, each naming the other.
+absl::Status CheckSameModelAndLayout(absl::string_view peer, const kv::KvLayout& their_layout,
+                                     absl::string_view their_fingerprint,
+                                     const kv::KvLayout& our_layout,
+                                     absl::string_view our_fingerprint);
+
 // Checks a handoff against the sender's own pool and prompt before any compute: the token's
-// size, one target block per prompt block, and equal layouts and model fingerprints (an empty
-// fingerprint on either side is not compared). InvalidArgument for a malformed handoff,
-// FailedPrecondition naming both sides for a mismatch.
+// size, one target block per prompt block, and CheckSameModelAndLayout. InvalidArgument for a
+// malformed handoff, FailedPrecondition naming both sides for a mismatch.
 absl::Status CheckHandoff(const Handoff& handoff, const kv::KvLayout& our_layout,
                           absl::string_view our_fingerprint, int64_t n_prompt_tokens);
 

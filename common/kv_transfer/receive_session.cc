@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/kv_transfer/handoff.h"
 
 namespace pdserve::kv_transfer {
@@ -15,9 +16,9 @@ absl::StatusOr<KvReceiveSession> KvReceiveSession::Open(KvReservationTable& tabl
   return KvReceiveSession(table, pool, token, *std::move(view));
 }
 
-absl::StatusOr<KvReceiveSession> KvReceiveSession::Open(KvReservationTable& table,
-                                                        kv::KvBlockPool& pool,
-                                                        const SenderHello& hello) {
+absl::StatusOr<KvReceiveSession> KvReceiveSession::Open(
+    KvReservationTable& table, kv::KvBlockPool& pool, const SenderHello& hello,
+    absl::Span<const std::string> accepted_transports) {
   absl::StatusOr<KvReceiveSession> session = Open(table, pool, hello.transfer_token);
   if (!session.ok()) return session.status();
   const ReservationView& view = session->view_;
@@ -26,23 +27,24 @@ absl::StatusOr<KvReceiveSession> KvReceiveSession::Open(KvReservationTable& tabl
   if (hello.request_id != view.request_id) {
     problem = absl::InvalidArgumentError(absl::StrCat(
         where, "the KV stream names request '", hello.request_id, "' for this reservation"));
-  } else if (!(hello.layout == table.layout())) {
-    problem = absl::FailedPreconditionError(
-        absl::StrCat(where, "KV layout mismatch: sender has ", hello.layout.DebugString(),
-                     ", this worker has ", table.layout().DebugString()));
-  } else if (!hello.model_fingerprint.empty() && !table.model_fingerprint().empty() &&
-             hello.model_fingerprint != table.model_fingerprint()) {
-    problem = absl::FailedPreconditionError(absl::StrCat(
-        where, "model mismatch: sender runs model ", hello.model_fingerprint,
-        ", this worker runs ", table.model_fingerprint()));
+  } else if (absl::Status s =
+                 CheckSameModelAndLayout("sender", hello.layout, hello.model_fingerprint,
+                                         table.layout(), table.model_fingerprint());
+             !s.ok()) {
+    problem = absl::FailedPreconditionError(absl::StrCat(where, "KV ", s.message()));
   } else if (hello.n_prompt_tokens != view.n_prompt_tokens) {
     problem = absl::InvalidArgumentError(absl::StrCat(where, "KV is for ", hello.n_prompt_tokens,
                                                       " prompt tokens but the request has ",
                                                       view.n_prompt_tokens));
-  } else if (hello.transport != kGrpcTransport && hello.transport != kShmTransport &&
-             hello.transport != kTcpTransport) {
+  } else if (!IsTransportName(hello.transport)) {
     problem = absl::InvalidArgumentError(
         absl::StrCat(where, "unknown KV transport '", hello.transport, "'"));
+  } else if (!accepted_transports.empty() &&
+             std::find(accepted_transports.begin(), accepted_transports.end(),
+                       hello.transport) == accepted_transports.end()) {
+    problem = absl::FailedPreconditionError(
+        absl::StrCat(where, "this decode worker does not take KV over ", hello.transport,
+                     " (it offers ", absl::StrJoin(accepted_transports, ", "), ")"));
   } else if (hello.transport != kGrpcTransport && !pool.on_host()) {
     problem = absl::FailedPreconditionError(absl::StrCat(
         where, "the ", hello.transport, " transport needs a KV pool in host memory"));

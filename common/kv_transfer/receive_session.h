@@ -31,9 +31,11 @@ class KvReceiveSession {
                                                const std::string& token);
   // Opens it and checks the sender's description: layout, model fingerprint and prompt size must
   // equal the reservation's (a mismatch fails it: FailedPrecondition / InvalidArgument naming
-  // both sides), the transport must be one this pool can take.
-  static absl::StatusOr<KvReceiveSession> Open(KvReservationTable& table, kv::KvBlockPool& pool,
-                                               const SenderHello& hello);
+  // both sides), the transport must be one this pool can take and, unless
+  // `accepted_transports` is empty, one of them (FailedPrecondition naming what is offered).
+  static absl::StatusOr<KvReceiveSession> Open(
+      KvReservationTable& table, kv::KvBlockPool& pool, const SenderHello& hello,
+      absl::Span<const std::string> accepted_transports = {});
 
   // Blocks with their bytes: each header checked (index in range, not repeated, n_tokens, size,
   // checksum of `bytes`), then copied into the target blocks in one WriteBlocks and committed.

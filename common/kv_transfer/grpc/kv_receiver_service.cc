@@ -1,11 +1,9 @@
 #include "common/kv_transfer/grpc/kv_receiver_service.h"
 
-#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "common/kv_transfer/grpc/handoff_proto.h"
 #include "common/kv_transfer/receive_session.h"
 #include "common/rpc/grpc_status.h"
@@ -68,16 +66,9 @@ grpc::Status KvReceiverService::PushKv(grpc::ServerContext* context,
     }
     return rpc::ToGrpcStatus(hello.status());
   }
-  absl::StatusOr<KvReceiveSession> session = KvReceiveSession::Open(table_, pool_, *hello);
+  absl::StatusOr<KvReceiveSession> session =
+      KvReceiveSession::Open(table_, pool_, *hello, accepted_);
   if (!session.ok()) return rpc::ToGrpcStatus(session.status());
-  if (!accepted_.empty() &&
-      std::find(accepted_.begin(), accepted_.end(), hello->transport) == accepted_.end()) {
-    absl::Status error = absl::FailedPreconditionError(
-        absl::StrCat("request '", hello->request_id, "': this decode worker does not take KV over ",
-                     hello->transport, " (it offers ", absl::StrJoin(accepted_, ", "), ")"));
-    session->Fail(error);
-    return rpc::ToGrpcStatus(error);
-  }
 
   bool done = false;
   int64_t n_blocks = 0;
