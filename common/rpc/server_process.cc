@@ -41,12 +41,12 @@ ShutdownSignals::ShutdownSignals() {
   pthread_sigmask(SIG_BLOCK, &signals_, nullptr);
 }
 
-int ShutdownSignals::Wait(const std::function<void()>& poll) const {
+int ShutdownSignals::Wait(const std::function<bool()>& poll) const {
   while (true) {
     const timespec period{0, 100 * 1000 * 1000};
     const int received = sigtimedwait(&signals_, nullptr, &period);
     if (received > 0) return received;
-    if (poll) poll();  // EAGAIN (the period passed) or EINTR
+    if (poll && poll()) return 0;  // EAGAIN (the period passed) or EINTR
   }
 }
 

@@ -37,9 +37,9 @@ bool IsWildcardHost(const std::string& host);
 class ShutdownSignals {
  public:
   ShutdownSignals();
-  // Returns the number of the first SIGINT/SIGTERM. `poll`, when given, runs about every
-  // 100 ms while waiting (on this thread).
-  int Wait(const std::function<void()>& poll = nullptr) const;
+  // Returns the number of the first SIGINT/SIGTERM, or 0 once `poll` returns true. `poll`, when
+  // given, runs about every 100 ms while waiting (on this thread).
+  int Wait(const std::function<bool()>& poll = nullptr) const;
 
  private:
   sigset_t signals_;

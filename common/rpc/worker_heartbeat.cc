@@ -1,7 +1,5 @@
 #include "common/rpc/worker_heartbeat.h"
 
-#include <signal.h>
-
 #include <algorithm>
 #include <future>
 #include <iostream>
@@ -175,7 +173,7 @@ absl::StatusOr<int> WaitForShutdownWhileRegistering(const ShutdownSignals& signa
   int64_t registrations_logged = 0;
   absl::Status refusal;
   const int signal_number = signals.Wait([&] {
-    if (heartbeat == nullptr || !refusal.ok()) return;
+    if (heartbeat == nullptr) return false;
     const WorkerHeartbeatOptions& options = heartbeat->options();
     // Accepted registrations since the last poll: the first, a late one, one after a router
     // restart (numbered from the second on).
@@ -186,12 +184,7 @@ absl::StatusOr<int> WaitForShutdownWhileRegistering(const ShutdownSignals& signa
       if (n > 1) std::cerr << ", registration " << n;
       std::cerr << std::endl;
     }
-    if (refusal = heartbeat->refusal(); !refusal.ok()) {
-      // ShutdownSignals::Wait returns only for a signal: send this thread (which blocks SIGTERM,
-      // so that it stays pending for Wait) the one that ends the wait.
-      raise(SIGTERM);
-      return;
-    }
+    if (refusal = heartbeat->refusal(); !refusal.ok()) return true;  // ends the wait
     if (registration.valid() &&
         registration.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
       if (absl::Status s = registration.get(); !s.ok() && heartbeat->refusal().ok()) {
@@ -199,6 +192,7 @@ absl::StatusOr<int> WaitForShutdownWhileRegistering(const ShutdownSignals& signa
                   << std::endl;
       }
     }
+    return false;
   });
   if (heartbeat != nullptr) heartbeat->Stop();  // also ends a registration still in progress
   if (registration.valid()) registration.wait();

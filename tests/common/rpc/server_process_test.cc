@@ -75,6 +75,13 @@ grpc::Status CheckHealth(const std::string& address, std::string* bytes) {
   return status;
 }
 
+TEST(ShutdownSignalsTest, WaitEndsWhenThePollSaysSo) {
+  const ShutdownSignals signals;
+  int polls = 0;
+  EXPECT_EQ(signals.Wait([&] { return ++polls == 3; }), 0);  // no signal: 0
+  EXPECT_EQ(polls, 3);
+}
+
 TEST(ServingServerTest, ServesHealthUntilShutdown) {
   absl::StatusOr<std::unique_ptr<ServingServer>> server =
       ServingServer::Start({.listen = "127.0.0.1:0"}, {});
