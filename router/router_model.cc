@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/gguf/gguf_file.h"
 #include "common/model/model_fingerprint.h"
+#include "common/model/model_format.h"
 
 namespace pdserve::router {
 namespace {
@@ -116,11 +117,9 @@ absl::StatusOr<RouterModel> LoadFromLlama2c(const std::string& path,
 
 absl::StatusOr<RouterModel> LoadRouterModel(const std::string& model_path,
                                             const std::string& tokenizer_path) {
-  std::ifstream in(model_path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open model file ", model_path));
-  char magic[4] = {};
-  in.read(magic, 4);
-  absl::StatusOr<RouterModel> loaded = in.gcount() == 4 && std::string(magic, 4) == "GGUF"
+  absl::StatusOr<model::ModelFormat> format = model::SniffModelFormat(model_path);
+  if (!format.ok()) return format.status();
+  absl::StatusOr<RouterModel> loaded = *format == model::ModelFormat::kGguf
                                            ? LoadFromGguf(model_path)
                                            : LoadFromLlama2c(model_path, tokenizer_path);
   if (!loaded.ok()) return loaded.status();

@@ -5,14 +5,10 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/model/model_format.h"
 #include "common/model/model_weights.h"
 
 namespace pdserve::model {
-
-enum class ModelFormat { kGguf, kLlama2c };
-
-// kGguf when the file starts with the GGUF magic, else kLlama2c (validated by its loader).
-absl::StatusOr<ModelFormat> SniffModelFormat(const std::string& path);
 
 // Loads a GGUF (`llama` architecture) or llama2.c version-0 checkpoint.
 absl::StatusOr<ModelWeights> LoadModel(const std::string& path);

@@ -11,19 +11,13 @@
 #include "absl/types/span.h"
 #include "common/gguf/gguf_file.h"
 #include "common/gguf/mapped_file.h"
+#include "common/model/model_format.h"
 #include "xxhash.h"
 
 namespace pdserve::model {
 namespace {
 
 constexpr size_t kLlama2cHeaderBytes = 7 * sizeof(int32_t);
-
-// The same test as model::SniffModelFormat (load_model.h). That function is not called here
-// because it lives beside the loaders, which link the CPU kernels, and the router computes this
-// fingerprint too: it must not link kernels/ (../shared/STYLE.md, "The walls of this house").
-bool StartsWithGgufMagic(absl::Span<const uint8_t> bytes) {
-  return bytes.size() >= 4 && std::memcmp(bytes.data(), "GGUF", 4) == 0;
-}
 
 std::string ToHex(XXH128_hash_t hash) {
   return absl::StrFormat("%016x%016x", hash.high64, hash.low64);
@@ -70,7 +64,7 @@ absl::StatusOr<std::string> ModelFingerprint(const std::string& model_path,
                                              const std::string& tokenizer_path) {
   absl::StatusOr<std::unique_ptr<gguf::MappedFile>> model = gguf::MappedFile::Open(model_path);
   if (!model.ok()) return model.status();
-  if (StartsWithGgufMagic((*model)->bytes())) return GgufFingerprint(**model);
+  if (ModelFormatOf((*model)->bytes()) == ModelFormat::kGguf) return GgufFingerprint(**model);
   return Llama2cFingerprint(**model, tokenizer_path);
 }
 

@@ -16,7 +16,7 @@ namespace pdserve::model {
 //     opening it; a file whose weights differ but whose header is equal hashes equal.
 //   - a llama2.c `.bin` checkpoint: the whole file followed by the whole tokenizer file
 //     (`tokenizer_path`, required: the checkpoint holds no vocabulary).
-// The format is told by the GGUF magic, as model::SniffModelFormat does. `tokenizer_path` is
+// The format is told by the GGUF magic (model::ModelFormatOf). `tokenizer_path` is
 // ignored for GGUF. Errors name the file: NotFound when it does not exist, PermissionDenied when
 // it cannot be read, InvalidArgument when it is empty, truncated or malformed, or when a
 // `.bin` comes without a tokenizer path.
