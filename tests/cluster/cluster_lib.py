@@ -66,6 +66,20 @@ def stubs():
     return router_pb2, router_pb2_grpc, common_pb2
 
 
+def stories_model() -> pathlib.Path:
+    """stories260K.gguf in the shared folder (the tiny cluster tests' model)."""
+    path = shared_dir() / "models" / "stories260K.gguf"
+    assert path.is_file(), f"{path} is missing"
+    return path
+
+
+def stories_goldens() -> list:
+    """The reference greedy outputs of stories260K, one dict a prompt."""
+    import json
+    with open(shared_dir() / "golden" / "stories260K_greedy.jsonl") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 def write_config(directory: pathlib.Path, name: str, model: pathlib.Path, n_prefill: int,
                  n_decode: int, extra: dict | None = None) -> tuple[pathlib.Path, str]:
     """A cluster config on free ports; returns (its path, the router's address). Worker ports are

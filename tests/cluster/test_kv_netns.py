@@ -45,15 +45,8 @@ ROUTER_PORT, PREFILL_PORT, DECODE_PORT = 50051, 50061, 50071  # each namespace h
 SKIP_EXIT_STATUS = 77
 
 
-def model() -> pathlib.Path:
-    path = lib.shared_dir() / "models" / "stories260K.gguf"
-    assert path.is_file(), f"{path} is missing"
-    return path
-
-
-def goldens() -> list:
-    with open(lib.shared_dir() / "golden" / "stories260K_greedy.jsonl") as f:
-        return [json.loads(line) for line in f if line.strip()]
+model = lib.stories_model
+goldens = lib.stories_goldens
 
 
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -4,7 +4,6 @@ the router's GetStats shows that transport for every worker pair."""
 
 from __future__ import annotations
 
-import json
 import pathlib
 import sys
 import time
@@ -18,13 +17,8 @@ import cluster_lib as lib  # noqa: E402
 router_pb2, router_pb2_grpc, common_pb2 = lib.stubs()
 
 
-def model() -> pathlib.Path:
-    return lib.shared_dir() / "models" / "stories260K.gguf"
-
-
-def goldens() -> list:
-    with open(lib.shared_dir() / "golden" / "stories260K_greedy.jsonl") as f:
-        return [json.loads(line) for line in f if line.strip()]
+model = lib.stories_model
+goldens = lib.stories_goldens
 
 
 @pytest.mark.parametrize("transport", ["grpc", "tcp"])

@@ -6,7 +6,6 @@ and keep serving, and leave no process behind after launch.sh --stop."""
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import pathlib
 import subprocess
 import sys
@@ -21,15 +20,8 @@ import cluster_lib as lib  # noqa: E402
 router_pb2, router_pb2_grpc, common_pb2 = lib.stubs()
 
 
-def model() -> pathlib.Path:
-    path = lib.shared_dir() / "models" / "stories260K.gguf"
-    assert path.is_file(), f"{path} is missing"
-    return path
-
-
-def goldens() -> list:
-    with open(lib.shared_dir() / "golden" / "stories260K_greedy.jsonl") as f:
-        return [json.loads(line) for line in f if line.strip()]
+model = lib.stories_model
+goldens = lib.stories_goldens
 
 
 @pytest.fixture(scope="module")

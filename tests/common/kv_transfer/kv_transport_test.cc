@@ -81,6 +81,19 @@ struct DecodeSide {
             {"tcp", absl::StrCat(":", tcp->port()), ""},
             {"grpc", "", ""}};
   }
+  // What the reservation `reservation_token` opens would answer (every transport offered), with
+  // `presented_token` as the token the sender will present.
+  Handoff HandoffFor(const std::string& request_id, const std::string& reservation_token,
+                     const std::string& presented_token) const {
+    Handoff handoff;
+    handoff.request_id = request_id;
+    handoff.control_address = address;
+    handoff.transfer_token = presented_token;
+    handoff.target_blocks = table->ViewOf(reservation_token).target_blocks;
+    handoff.layout = pool->layout();
+    handoff.offers = Offers();
+    return handoff;
+  }
 
   std::unique_ptr<kv::KvBlockPool> pool;
   std::string shm_name;
@@ -90,6 +103,15 @@ struct DecodeSide {
   std::unique_ptr<TcpKvReceiver> tcp;
   std::string address;
 };
+
+// Every transport, the one `mode` names chosen per handoff.
+std::unique_ptr<KvSendTransports> SendTransports(KvChannels& channels, const std::string& mode) {
+  auto transports = std::make_unique<KvSendTransports>(*ParseTransportMode(mode));
+  transports->Add(std::make_unique<GrpcKvSendTransport>(channels));
+  transports->Add(std::make_unique<ShmKvSendTransport>(channels));
+  transports->Add(std::make_unique<TcpKvSendTransport>(channels));
+  return transports;
+}
 
 using Param = std::tuple<std::string, kernels::KvDtype, int, bool>;
 
@@ -121,23 +143,14 @@ TEST_P(KvTransportTest, DeliversByteIdenticalBlocks) {
 
   const std::string token = decode.table->Reserve("req-1", n_prompt, shuffled);
   ASSERT_FALSE(token.empty());
-  Handoff handoff;
-  handoff.request_id = "req-1";
-  handoff.control_address = decode.address;
-  handoff.transfer_token = token;
-  handoff.target_blocks = decode.table->ViewOf(token).target_blocks;
-  handoff.layout = layout;
-  handoff.offers = decode.Offers();
+  const Handoff handoff = decode.HandoffFor("req-1", token, token);
   ASSERT_TRUE(CheckHandoff(handoff, layout, "", n_prompt).ok());
 
   KvChannels channels;
-  KvSendTransports transports(*ParseTransportMode(transport));
-  transports.Add(std::make_unique<GrpcKvSendTransport>(channels));
-  transports.Add(std::make_unique<ShmKvSendTransport>(channels));
-  transports.Add(std::make_unique<TcpKvSendTransport>(channels));
+  const std::unique_ptr<KvSendTransports> transports = SendTransports(channels, transport);
   SenderHello hello{"req-1", token, "", layout, "", n_prompt};
   absl::StatusOr<std::unique_ptr<KvSendStream>> stream =
-      transports.Open(handoff, hello, absl::Now() + absl::Seconds(20));
+      transports->Open(handoff, hello, absl::Now() + absl::Seconds(20));
   ASSERT_TRUE(stream.ok()) << stream.status();
   EXPECT_EQ((*stream)->transport(), transport);
   KvHandoffSender sender(prefill_pool, handoff, prompt, *std::move(stream));
@@ -183,9 +196,10 @@ INSTANTIATE_TEST_SUITE_P(
 // it to.
 class KvTransportRefusalTest : public ::testing::Test {
  protected:
-  KvTransportRefusalTest()
+  // `accepted`: the transports the decode side takes (empty: all).
+  explicit KvTransportRefusalTest(std::vector<std::string> accepted = {})
       : layout_(SmallLayout(kernels::KvDtype::kF32, 16)),
-        decode_(layout_, 16),
+        decode_(layout_, 16, std::move(accepted)),
         prefill_pool_(layout_, 4),
         prompt_(40, 3) {
     table_.blocks = *prefill_pool_.Allocate(3);
@@ -194,16 +208,6 @@ class KvTransportRefusalTest : public ::testing::Test {
     }
   }
 
-  Handoff HandoffFor(const std::string& reservation_token, const std::string& presented_token) {
-    Handoff handoff;
-    handoff.request_id = "r";
-    handoff.control_address = decode_.address;
-    handoff.transfer_token = presented_token;
-    handoff.target_blocks = decode_.table->ViewOf(reservation_token).target_blocks;
-    handoff.layout = layout_;
-    handoff.offers = decode_.Offers();
-    return handoff;
-  }
   // Sends the whole sequence over `stream`; the first error.
   absl::Status Send(const Handoff& handoff, absl::StatusOr<std::unique_ptr<KvSendStream>> stream,
                     bool cancel_first = false) {
@@ -235,15 +239,12 @@ TEST_F(KvTransportRefusalTest, WrongTokenIsRefusedAndTouchesNoBlock) {
   // shm last: it writes the blocks before it is refused.
   for (const std::string transport : {"grpc", "tcp", "shm"}) {
     SCOPED_TRACE(transport);
-    const Handoff handoff = HandoffFor(token, guess);
+    const Handoff handoff = decode_.HandoffFor("r", token, guess);
     KvChannels channels;
-    KvSendTransports transports(*ParseTransportMode(transport));
-    transports.Add(std::make_unique<GrpcKvSendTransport>(channels));
-    transports.Add(std::make_unique<ShmKvSendTransport>(channels));
-    transports.Add(std::make_unique<TcpKvSendTransport>(channels));
     const SenderHello hello{"r", guess, "", layout_, "", 40};
-    const absl::Status status =
-        Send(handoff, transports.Open(handoff, hello, absl::Now() + absl::Seconds(10)));
+    const absl::Status status = Send(
+        handoff,
+        SendTransports(channels, transport)->Open(handoff, hello, absl::Now() + absl::Seconds(10)));
     EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << status;
     EXPECT_EQ(decode_.table->StateOf(token), FakeReservationTable::State::kAwaiting);
     // shm writes before it is refused (docs/kv-transfer.md: a same-host peer can write the
@@ -256,39 +257,26 @@ TEST_F(KvTransportRefusalTest, WrongTokenIsRefusedAndTouchesNoBlock) {
 
 // A decode worker that does not offer a transport refuses a handoff over it, naming what it
 // offers, instead of waiting for blocks that never come or failing checksums.
-TEST(KvTransportOfferTest, ATransportTheDecodeWorkerDoesNotOfferIsRefused) {
-  const kv::KvLayout layout = SmallLayout(kernels::KvDtype::kF32, 16);
-  DecodeSide decode(layout, 16, {"grpc"});
-  kv::KvBlockPool prefill_pool(layout, 4);
-  const std::vector<int32_t> prompt(40, 3);
-  kv::BlockTable table;
-  table.blocks = *prefill_pool.Allocate(3);
-  const std::string token = decode.table->Reserve("r", 40);
-  Handoff handoff;
-  handoff.request_id = "r";
-  handoff.control_address = decode.address;
-  handoff.transfer_token = token;
-  handoff.target_blocks = decode.table->ViewOf(token).target_blocks;
-  handoff.layout = layout;
-  handoff.offers = decode.Offers();  // as if it had offered tcp
+class KvTransportOfferTest : public KvTransportRefusalTest {
+ protected:
+  KvTransportOfferTest() : KvTransportRefusalTest({"grpc"}) {}
+};
+
+TEST_F(KvTransportOfferTest, ATransportTheDecodeWorkerDoesNotOfferIsRefused) {
+  const std::string token = decode_.table->Reserve("r", 40);
+  const Handoff handoff = decode_.HandoffFor("r", token, token);  // as if it offered tcp
   KvChannels channels;
   TcpKvSendTransport tcp(channels);
-  const SenderHello hello{"r", token, "tcp", layout, "", 40};
-  absl::StatusOr<std::unique_ptr<KvSendStream>> stream =
-      tcp.Open(handoff, handoff.offers[1], hello, absl::Now() + absl::Seconds(10));
-  absl::Status status = stream.status();
-  if (stream.ok()) {
-    KvHandoffSender sender(prefill_pool, handoff, prompt, *std::move(stream));
-    status = sender.SendBlocks(table, 0, 3);
-    if (status.ok()) status = sender.Finish(1).status();
-  }
+  const SenderHello hello{"r", token, "tcp", layout_, "", 40};
+  const absl::Status status =
+      Send(handoff, tcp.Open(handoff, handoff.offers[1], hello, absl::Now() + absl::Seconds(10)));
   EXPECT_FALSE(status.ok());
-  EXPECT_EQ(decode.table->StateOf(token), FakeReservationTable::State::kFailed);
-  const absl::Status why = decode.table->ErrorOf(token);
+  EXPECT_EQ(decode_.table->StateOf(token), FakeReservationTable::State::kFailed);
+  const absl::Status why = decode_.table->ErrorOf(token);
   EXPECT_EQ(why.code(), absl::StatusCode::kFailedPrecondition) << why;
   EXPECT_NE(why.message().find("does not take KV over tcp (it offers grpc)"), std::string::npos)
       << why;
-  decode.table->ReleaseEnded();
+  decode_.table->ReleaseEnded();
 }
 
 // A same-host writer never writes after the reservation's lease (it would write into blocks
@@ -297,7 +285,7 @@ TEST_F(KvTransportRefusalTest, ShmWritesNothingPastTheLeaseOrAfterCancel) {
   for (const bool expired : {true, false}) {
     SCOPED_TRACE(expired ? "lease expired" : "cancelled");
     const std::string token = decode_.table->Reserve("r", 40);
-    Handoff handoff = HandoffFor(token, token);
+    Handoff handoff = decode_.HandoffFor("r", token, token);
     handoff.lease_expiry = expired ? absl::Now() : absl::Now() + absl::Seconds(60);
     KvChannels channels;
     ShmKvSendTransport shm(channels);
