@@ -1,9 +1,17 @@
 #!/bin/bash
 # bench_smoke: runs each CPU benchmark in a tiny mode on stories260K and checks that it exits 0
 # and prints its table. Registered as the ctest test bench_smoke (bench/CMakeLists.txt).
-# usage: bench_smoke.sh KV_CACHE_SPEEDUP_BIN ENGINE_BIN MODEL_GGUF
-# (bench/transfer's binaries are found in transfer/ beside KV_CACHE_SPEEDUP_BIN.)
+#
+# Usage: bench/bench_smoke.sh KV_CACHE_SPEEDUP_BIN ENGINE_BIN MODEL_GGUF   (-h, --help prints this)
+#   bench/transfer's binaries are found in transfer/ beside KV_CACHE_SPEEDUP_BIN.
+# Environment: none.
+# Exit status: 0 when every benchmark ran and printed its table, 1 when one did not, 2 for bad
+# usage.
 set -u
+root=$(cd "$(dirname "$0")/.." && pwd)
+source "$root/deploy/lib/usage.sh"
+usage_only_help "$@"
+[ $# -eq 3 ] || usage_error "takes 3 arguments, got $#"
 kv_bin=$1 engine_bin=$2 model=$3
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -2,20 +2,23 @@
 """Prints the side-by-side table of bench/engine_vs_llamacpp.sh from the CSV rows
 (engine,threads,batch,metric,value) that bench/engine and bench/llamacpp_baseline.py append.
 
-usage: engine_compare_table.py RESULTS_CSV
+Exit status: 0 when the table printed, 2 for bad usage, 1 (a traceback) when the CSV cannot be
+read.
 """
+import argparse
 import csv
 import sys
 
 
 def main(argv):
-    if len(argv) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results_csv", metavar="RESULTS_CSV")
+    args = parser.parse_args(argv[1:])
     # (engine, threads, batch, metric) -> value. Over several rounds each metric keeps its best:
     # the highest rate, the lowest time; memory keeps its highest (the peak of any round).
     values = {}
-    with open(argv[1], newline="") as f:
+    with open(args.results_csv, newline="") as f:
         for engine, threads, batch, metric, value in csv.reader(f):
             key, value = (engine, threads, batch, metric), float(value)
             if key in values:

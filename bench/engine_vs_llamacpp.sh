@@ -5,12 +5,16 @@
 # one side-by-side table with ratios of the best of each. Each run's own table goes to
 # $BUILD_DIR/engine_vs_llamacpp.log.
 #
-# usage: bench/engine_vs_llamacpp.sh [--model GGUF] [--threads 1,2] [--prompt-tokens 128]
+# Usage: bench/engine_vs_llamacpp.sh [--model GGUF] [--threads 1,2] [--prompt-tokens 128]
 #                                    [--decode-steps 32] [--reps 3] [--rounds 2]
-# env:   BUILD_DIR (default build-bench): where bench/engine is built and where llama.cpp is
-#        built once, into $BUILD_DIR/llama-cpp-py (many minutes on 2 cores; reused after).
+#   --model defaults to models/SmolLM2-135M-Instruct.Q4_1.gguf (deploy/fetch-model.sh fetches it);
+#   -h, --help prints this.
+# Environment: BUILD_DIR (default build-bench): where bench/engine is built and where llama.cpp
+# is built once, into $BUILD_DIR/llama-cpp-py (many minutes on 2 cores; reused after).
+# Exit status: 0 when the table printed, 2 for bad usage, else the failing step's.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+source "$root/deploy/lib/usage.sh"
 build=${BUILD_DIR:-$root/build-bench}
 model=$root/models/SmolLM2-135M-Instruct.Q4_1.gguf
 threads=1,2 prompt_tokens=128 decode_steps=32 reps=3 rounds=2
@@ -22,8 +26,8 @@ while [ $# -gt 0 ]; do
     --decode-steps) decode_steps=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
-    *) echo "engine_vs_llamacpp.sh: unknown argument $1" >&2; exit 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage_error "unknown argument '$1'" ;;
   esac
 done
 [ -f "$model" ] || model=$("$root/deploy/fetch-model.sh")

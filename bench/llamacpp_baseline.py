@@ -9,6 +9,8 @@ Every timing is the best of --reps. Memory: VmRSS / VmHWM of this process (Pytho
 Needs llama-cpp-python (bench/engine_vs_llamacpp.sh builds it into build-bench/llama-cpp-py and
 passes --llama-cpp-path). Prints a table; with --results appends CSV rows
 engine,threads,batch,metric,value like bench/engine.
+Exit status: 0 when the table printed, 1 when llama-cpp-python cannot be loaded or a run failed,
+2 for bad usage.
 """
 import argparse
 import ctypes
@@ -84,7 +86,8 @@ def run_threads(llama_cpp, np, args, n_threads):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
     parser.add_argument("--threads", default="1,2", help="comma-separated (default 1,2)")
     parser.add_argument("--prompt-tokens", type=int, default=128)

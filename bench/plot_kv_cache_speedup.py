@@ -2,19 +2,23 @@
 """Plots the CSV that bench/kv_cache_speedup writes: total generation time against N with and
 without the KV cache (left) and the speedup (right).
 
-usage: plot_kv_cache_speedup.py CSV PNG [TITLE]
-Needs matplotlib (pinned in bench/requirements-bench.txt); exits 1 with a message without it.
+Needs matplotlib (pinned in bench/requirements-bench.txt).
+Exit status: 0 when the PNG is written, 1 with a message without matplotlib or without rows,
+2 for bad usage.
 """
+import argparse
 import csv
 import sys
 
 
 def main(argv):
-    if len(argv) < 3:
-        print(__doc__, file=sys.stderr)
-        return 2
-    csv_path, png_path = argv[1], argv[2]
-    title = argv[3] if len(argv) > 3 else "KV cache speedup"
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("csv_path", metavar="CSV")
+    parser.add_argument("png_path", metavar="PNG")
+    parser.add_argument("title", metavar="TITLE", nargs="?", default="KV cache speedup")
+    args = parser.parse_args(argv[1:])
+    csv_path, png_path, title = args.csv_path, args.png_path, args.title
     try:
         import matplotlib
         matplotlib.use("Agg")

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -14,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "cli/arg_parser.h"
 #include "cli/generation_flags.h"
+#include "common/rpc/cluster_security.h"
 #include "common/rpc/grpc_status.h"
 #include "grpcpp/grpcpp.h"
 #include "router.grpc.pb.h"
@@ -26,6 +28,10 @@ constexpr int kExitUsage = 2;
 
 void AddClientFlags(ArgParser& parser) {
   parser.AddString("router", "HOST:PORT of the router (default 127.0.0.1:50051)");
+  parser.AddString("api-key", "the router's API key, sent as 'authorization: Bearer <key>' "
+                              "(default: $PDSERVE_API_KEY; none when unset)");
+  parser.AddString("tls-ca", "PEM CA certificate: connect with TLS and verify the router's "
+                             "certificate against it (default: plaintext)");
   parser.AddString("prompt", "the prompt text");
   parser.AddBool("chat", "send --prompt as the user's message (the router applies the chat template)");
   parser.AddString("system", "with --chat: the system message");
@@ -140,13 +146,43 @@ absl::StatusOr<v1::GenerateRequest> RequestFromFlags(const ArgParser& parser) {
   return request;
 }
 
-std::chrono::system_clock::time_point Deadline(int64_t timeout_ms) {
-  return std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms);
+// What every call of this run carries: its deadline and, when given, the API key.
+struct CallSettings {
+  int64_t timeout_ms = 0;
+  std::string api_key;  // empty: none
+};
+
+void Prepare(grpc::ClientContext& context, const CallSettings& settings) {
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::milliseconds(settings.timeout_ms));
+  if (!settings.api_key.empty()) {
+    context.AddMetadata("authorization", absl::StrCat("Bearer ", settings.api_key));
+  }
 }
 
-int RunGenerate(v1::Router::Stub& stub, const v1::GenerateRequest& request, int64_t timeout_ms) {
+// --api-key, else $PDSERVE_API_KEY; InvalidArgument (never echoing the key) when it cannot go in
+// a header.
+absl::StatusOr<std::string> ApiKeyFrom(const ArgParser& parser) {
+  std::string key;
+  if (parser.Has("api-key")) {
+    key = parser.GetString("api-key");
+  } else if (const char* from_env = std::getenv("PDSERVE_API_KEY")) {
+    key = from_env;
+  }
+  for (const char c : key) {
+    if (c < 0x21 || c > 0x7e) {
+      return absl::InvalidArgumentError(
+          "the API key (--api-key or PDSERVE_API_KEY) holds a space or a character that is not "
+          "printable ASCII");
+    }
+  }
+  return key;
+}
+
+int RunGenerate(v1::Router::Stub& stub, const v1::GenerateRequest& request,
+                const CallSettings& settings) {
   grpc::ClientContext context;
-  context.set_deadline(Deadline(timeout_ms));
+  Prepare(context, settings);
   std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader =
       stub.Generate(&context, request);
   v1::GenerateResponse response;
@@ -205,14 +241,29 @@ int Run(int argc, char** argv) {
               << "\n";
     return kExitUsage;
   }
+  absl::StatusOr<std::string> api_key = ApiKeyFrom(parser);
+  if (!api_key.ok()) {
+    std::cerr << "pdserve-client: " << api_key.status().message() << "\n";
+    return kExitUsage;
+  }
+  const CallSettings settings{.timeout_ms = *timeout_ms, .api_key = *api_key};
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (parser.Has("tls-ca")) {
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> tls =
+        rpc::PublicClientCredentials(parser.GetString("tls-ca"));
+    if (!tls.ok()) {
+      std::cerr << "pdserve-client: --tls-ca: " << tls.status().message() << "\n";
+      return kExitUsage;
+    }
+    credentials = *std::move(tls);
+  }
   const std::string router = parser.GetString("router", "127.0.0.1:50051");
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateChannel(router, grpc::InsecureChannelCredentials());
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(router, credentials);
   std::unique_ptr<v1::Router::Stub> stub = v1::Router::NewStub(channel);
 
   if (parser.GetBool("list-workers")) {
     grpc::ClientContext context;
-    context.set_deadline(Deadline(*timeout_ms));
+    Prepare(context, settings);
     v1::ListWorkersResponse response;
     grpc::Status status = stub->ListWorkers(&context, v1::ListWorkersRequest(), &response);
     if (!status.ok()) return PrintRpcError(status);
@@ -221,7 +272,7 @@ int Run(int argc, char** argv) {
   }
   if (parser.GetBool("stats")) {
     grpc::ClientContext context;
-    context.set_deadline(Deadline(*timeout_ms));
+    Prepare(context, settings);
     v1::GetStatsResponse response;
     grpc::Status status = stub->GetStats(&context, v1::GetStatsRequest(), &response);
     if (!status.ok()) return PrintRpcError(status);
@@ -233,7 +284,7 @@ int Run(int argc, char** argv) {
     std::cerr << "pdserve-client: " << request.status().message() << "\n";
     return kExitUsage;
   }
-  return RunGenerate(*stub, *request, *timeout_ms);
+  return RunGenerate(*stub, *request, settings);
 }
 
 }  // namespace

@@ -50,11 +50,13 @@ std::unique_ptr<rpc::WorkerHeartbeat> MakeWorkerHeartbeat(const WorkerServingFla
                                                           const kv::KvLayout& layout,
                                                           const std::string& model_path,
                                                           const std::string& model_fingerprint,
-                                                          rpc::WorkerLoadFn load) {
+                                                          rpc::WorkerLoadFn load,
+                                                          rpc::ChannelOptions router_channel) {
   if (flags.router.empty()) return nullptr;
   const std::string role_name = role == v1::WORKER_ROLE_PREFILL ? "prefill" : "decode";
   rpc::WorkerHeartbeatOptions options;
   options.router_address = flags.router;
+  options.router_channel = std::move(router_channel);
   options.worker_id = flags.worker_id.empty()
                           ? absl::StrCat(role_name, "-", server.bound().port)
                           : flags.worker_id;
@@ -71,7 +73,8 @@ int ServeWorkerUntilSignal(const std::string& program, const rpc::ShutdownSignal
                            const WorkerServingFlags& flags, const WorkerServer& server) {
   absl::StatusOr<std::unique_ptr<rpc::ServingServer>> serving = rpc::ServingServer::Start(
       {.listen = flags.listen.ToString(),
-       .max_receive_message_bytes = server.max_receive_message_bytes},
+       .max_receive_message_bytes = server.max_receive_message_bytes,
+       .credentials = server.credentials},
       server.services);
   if (!serving.ok()) {
     std::cerr << program << ": " << serving.status().message() << "\n";
@@ -81,7 +84,7 @@ int ServeWorkerUntilSignal(const std::string& program, const rpc::ShutdownSignal
 
   std::unique_ptr<rpc::WorkerHeartbeat> heartbeat =
       MakeWorkerHeartbeat(flags, **serving, server.role, server.kv_layout, server.model_path,
-                          server.model_fingerprint, server.load);
+                          server.model_fingerprint, server.load, server.router_channel);
   const absl::StatusOr<int> signal_number =
       rpc::WaitForShutdownWhileRegistering(signals, heartbeat.get(), program);
   if (signal_number.ok()) {

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "cli/arg_parser.h"
 #include "common/kv/kv_layout.h"
+#include "common/rpc/channel_cache.h"
 #include "common/rpc/server_process.h"
 #include "common/rpc/worker_heartbeat.h"
 #include "router.pb.h"
@@ -33,20 +34,25 @@ absl::StatusOr<WorkerServingFlags> WorkerServingFlagsFrom(const ArgParser& parse
 // The heartbeat of a worker whose server is up, not yet started; nullptr when no router was
 // given. The registration names the worker's role, id, advertised address, KV layout with
 // `model_fingerprint` (model::ModelFingerprint; empty: unknown) and model (the model file's
-// name).
+// name). Its channel to the router uses `router_channel` (the cluster's credentials).
 std::unique_ptr<rpc::WorkerHeartbeat> MakeWorkerHeartbeat(const WorkerServingFlags& flags,
                                                           const rpc::ServingServer& server,
                                                           v1::WorkerRole role,
                                                           const kv::KvLayout& layout,
                                                           const std::string& model_path,
                                                           const std::string& model_fingerprint,
-                                                          rpc::WorkerLoadFn load);
+                                                          rpc::WorkerLoadFn load,
+                                                          rpc::ChannelOptions router_channel = {});
 
 // A worker's server: its services and what its registration and heartbeats report.
 struct WorkerServer {
   v1::WorkerRole role = v1::WORKER_ROLE_UNSPECIFIED;
   std::vector<grpc::Service*> services;  // not owned; they outlive the call
   int max_receive_message_bytes = 0;     // 0: gRPC's default
+  // How callers must connect (rpc::ClusterSecurity::ServerCredentials); null: plaintext.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  // The heartbeat's channel to the router (rpc::ClusterSecurity::ClusterChannelOptions).
+  rpc::ChannelOptions router_channel;
   kv::KvLayout kv_layout;
   std::string model_path;
   std::string model_fingerprint;  // model::ModelFingerprint; the router refuses another model's

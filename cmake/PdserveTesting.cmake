@@ -24,11 +24,12 @@ function(pdserve_add_gtest)
   endif()
 endfunction()
 
-# pdserve_add_pytest(NAME name FILE test_x.py [DEPENDS target...] [FIXTURES f...] [TIMEOUT s])
+# pdserve_add_pytest(NAME name FILE test_x.py [DEPENDS target...] [FIXTURES f...] [TIMEOUT s]
+#                    [LABELS l...])
 # One pytest file registered as one ctest test; DEPENDS are binaries it runs (built first by
 # `cmake --build`, since every target is in ALL).
 function(pdserve_add_pytest)
-  cmake_parse_arguments(ARG "" "NAME;FILE;TIMEOUT" "DEPENDS;FIXTURES" ${ARGN})
+  cmake_parse_arguments(ARG "" "NAME;FILE;TIMEOUT" "DEPENDS;FIXTURES;LABELS" ${ARGN})
   add_test(NAME ${ARG_NAME}
            COMMAND ${Python3_EXECUTABLE} -m pytest -q -p no:cacheprovider
                    ${CMAKE_CURRENT_SOURCE_DIR}/${ARG_FILE}
@@ -39,5 +40,8 @@ function(pdserve_add_pytest)
   endif()
   if(ARG_TIMEOUT)
     set_tests_properties(${ARG_NAME} PROPERTIES TIMEOUT ${ARG_TIMEOUT})
+  endif()
+  if(ARG_LABELS)
+    set_tests_properties(${ARG_NAME} PROPERTIES LABELS "${ARG_LABELS}")
   endif()
 endfunction()

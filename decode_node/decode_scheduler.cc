@@ -1,17 +1,18 @@
 #include "decode_node/decode_scheduler.h"
 
 #include <algorithm>
-#include <chrono>
 #include <iostream>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/kv_transfer/transfer_token.h"
+#include "common/request/request_contract.h"
 
 namespace pdserve::decode {
 namespace {
 
-// How often a Reserve waiting for blocks re-checks its caller's cancellation.
+// How often a blocking Reserve re-checks its caller's cancellation.
 constexpr absl::Duration kReservePoll = absl::Milliseconds(20);
 
 bool IsTerminal(SequenceState state) {
@@ -33,6 +34,8 @@ const char* SequenceStateName(SequenceState state) {
       return "ready";
     case SequenceState::kDecoding:
       return "decoding";
+    case SequenceState::kStalled:
+      return "stalled";
     case SequenceState::kFinished:
       return "finished";
     case SequenceState::kCancelled:
@@ -46,6 +49,11 @@ const char* SequenceStateName(SequenceState state) {
 struct DecodeScheduler::Sequence {
   DecodeSpec spec;
   SequenceState state = SequenceState::kWaitingForBlocks;
+  int64_t n_blocks = 0;            // what the reservation asks for
+  absl::Time reserve_deadline = absl::InfiniteFuture();  // while kWaitingForBlocks
+  absl::Time deadline = absl::InfiniteFuture();          // the whole sequence
+  ReservedCallback on_reserved;    // until answered
+  EventsCallback on_events;        // may be empty
   kv::BlockTable table;            // reserved for prompt + max_tokens positions
   bool blocks_held = false;        // table.blocks are allocated from the pool
   bool in_step = false;            // a running Forward reads/writes table's blocks
@@ -61,6 +69,27 @@ struct DecodeScheduler::Sequence {
   int64_t n_output = 0;            // output tokens so far, counting index 0
   int64_t prompt_tokens_computed = 0;
   std::deque<SequenceEvent> events;  // for the consumer, in order
+  int64_t n_undelivered_tokens = 0;  // kToken events in `events`
+  absl::Time stalled_since = absl::InfinitePast();  // while kStalled
+};
+
+// Holds mutex_; on the way out, runs the callbacks queued meanwhile with mutex_ released.
+class ABSL_SCOPED_LOCKABLE DecodeScheduler::LockAndNotify {
+ public:
+  explicit LockAndNotify(DecodeScheduler* scheduler)
+      ABSL_EXCLUSIVE_LOCK_FUNCTION(scheduler->mutex_)
+      : scheduler_(scheduler) {
+    scheduler_->mutex_.Lock();
+  }
+  ~LockAndNotify() ABSL_UNLOCK_FUNCTION() {
+    scheduler_->RunCallbacksLocked();
+    scheduler_->mutex_.Unlock();
+  }
+  LockAndNotify(const LockAndNotify&) = delete;
+  LockAndNotify& operator=(const LockAndNotify&) = delete;
+
+ private:
+  DecodeScheduler* const scheduler_;
 };
 
 DecodeScheduler::DecodeScheduler(const model::ModelConfig& config, kv::KvBlockPool& pool,
@@ -76,121 +105,186 @@ DecodeScheduler::DecodeScheduler(const model::ModelConfig& config, kv::KvBlockPo
 
 DecodeScheduler::~DecodeScheduler() {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    LockAndNotify lock(this);
     stop_ = true;
+    const absl::Status stopping = absl::UnavailableError("the decode worker is shutting down");
+    while (!waiting_.empty()) DropWaiterLocked(waiting_.front(), stopping);
     for (auto& [id, seq] : sequences_) {
-      if (IsTerminal(seq->state) || seq->state == SequenceState::kWaitingForBlocks) continue;
+      if (IsTerminal(seq->state)) continue;
       SequenceEvent event;
       event.kind = SequenceEvent::Kind::kError;
-      event.error = absl::UnavailableError("the decode worker is shutting down");
+      event.error = stopping;
       EndLocked(*seq, SequenceState::kCancelled, std::move(event));
     }
+    work_cv_.SignalAll();
+    events_cv_.SignalAll();
   }
-  work_cv_.notify_all();
-  events_cv_.notify_all();
   thread_.join();
-  std::lock_guard<std::mutex> lock(mutex_);
+  LockAndNotify lock(this);
   for (auto& seq : running_) FreeBlocksLocked(*seq);
   ReleaseQuarantinedLocked(absl::InfiniteFuture());
+  pending_callbacks_.clear();  // nobody waits for blocks any more
 }
 
 bool DecodeScheduler::IsEndToken(int32_t token) const {
   return std::find(end_ids_.begin(), end_ids_.end(), token) != end_ids_.end();
 }
 
-absl::StatusOr<Reservation> DecodeScheduler::Reserve(const DecodeSpec& spec, absl::Time deadline,
-                                                     const std::function<bool()>& is_cancelled) {
-  if (spec.request_id.empty()) return absl::InvalidArgumentError("request_id is empty");
-  if (spec.prompt_ids.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("request '", spec.request_id, "': the prompt is empty"));
+void DecodeScheduler::RunCallbacksLocked() {
+  while (!pending_callbacks_.empty()) {
+    std::vector<std::function<void()>> callbacks;
+    callbacks.swap(pending_callbacks_);
+    mutex_.Unlock();
+    for (std::function<void()>& callback : callbacks) callback();
+    callbacks.clear();  // their captures are released without the lock too
+    mutex_.Lock();
   }
-  if (spec.max_tokens < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "request '", spec.request_id, "': max_tokens must be at least 1, got ", spec.max_tokens));
+}
+
+absl::Status DecodeScheduler::StartReserve(ReserveCall call) {
+  const DecodeSpec& spec = call.spec;
+  request::SequenceRequest checked;
+  checked.request_id = spec.request_id;
+  checked.prompt_ids = spec.prompt_ids;
+  checked.max_tokens = spec.max_tokens;
+  checked.sampling = &spec.sampling;
+  if (absl::Status s = request::CheckSequenceRequest(
+          checked, {config_.context_length, config_.vocab_size});
+      !s.ok()) {
+    return s;
   }
   const int64_t n_prompt = static_cast<int64_t>(spec.prompt_ids.size());
-  if (n_prompt + spec.max_tokens > config_.context_length) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "request '", spec.request_id, "': prompt of ", n_prompt, " tokens + max_tokens ",
-        spec.max_tokens, " exceeds the model's context length of ", config_.context_length));
-  }
-  for (int32_t id : spec.prompt_ids) {
-    if (id < 0 || id >= config_.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat("request '", spec.request_id,
-                                                     "': prompt token id ", id,
-                                                     " is outside the vocabulary [0, ",
-                                                     config_.vocab_size, ")"));
-    }
-  }
-  if (absl::Status s = sampling::ValidateSamplingParams(spec.sampling); !s.ok()) return s;
-
-  const int64_t block_size = pool_.layout().block_size;
-  const int64_t n_blocks = CeilDiv(n_prompt + spec.max_tokens, block_size);
+  const int64_t n_blocks = CeilDiv(n_prompt + spec.max_tokens, pool_.layout().block_size);
   if (n_blocks > pool_.n_total()) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "request '", spec.request_id, "' needs ", n_blocks, " KV blocks (", n_prompt,
         " prompt + ", spec.max_tokens, " max tokens) but the whole pool has ", pool_.n_total()));
   }
 
-  std::unique_lock<std::mutex> lock(mutex_);
+  LockAndNotify lock(this);
   if (stop_) return absl::UnavailableError("the decode worker is shutting down");
   if (sequences_.count(spec.request_id) > 0) {
     return absl::AlreadyExistsError(
         absl::StrCat("request id '", spec.request_id, "' is already in use on this worker"));
   }
+  const bool can_wait = static_cast<int64_t>(waiting_.size()) < options_.max_waiting_reservations;
+  // Only an empty FIFO lets a newcomer take blocks at once: nobody overtakes a waiter.
+  if (!can_wait && !(waiting_.empty() && pool_.n_free() >= n_blocks)) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "request '", spec.request_id, "': ", waiting_.size(),
+        " reservations are already waiting for KV blocks on this decode worker, its limit "
+        "(--max-waiting-reservations ",
+        options_.max_waiting_reservations, "); retry later or on another decode worker"));
+  }
   auto seq = std::make_shared<Sequence>();
-  seq->spec = spec;
-  sequences_[spec.request_id] = seq;
-  ++n_waiting_for_blocks_;
-  absl::Status wait_status;
-  while (true) {
-    ReleaseQuarantinedLocked(absl::Now());
-    absl::StatusOr<std::vector<kv::BlockId>> blocks = pool_.Allocate(n_blocks);
-    if (blocks.ok()) {
-      seq->table.blocks = *std::move(blocks);
-      seq->blocks_held = true;
-      break;
-    }
-    if (!absl::IsResourceExhausted(blocks.status())) {
-      wait_status = blocks.status();
-    } else if (stop_) {
-      wait_status = absl::UnavailableError("the decode worker is shutting down");
-    } else if (is_cancelled && is_cancelled()) {
-      wait_status = absl::CancelledError(
-          absl::StrCat("request '", spec.request_id, "' cancelled while waiting for KV blocks"));
-    } else if (absl::Now() >= deadline) {
-      wait_status = absl::DeadlineExceededError(absl::StrCat(
-          "request '", spec.request_id, "': deadline passed while waiting for ", n_blocks,
-          " free KV blocks (", pool_.n_free(), " free)"));
-    }
-    if (!wait_status.ok()) break;
-    const absl::Time until = std::min(deadline, absl::Now() + kReservePoll);
-    events_cv_.wait_until(lock, absl::ToChronoTime(until));
+  seq->spec = std::move(call.spec);
+  seq->n_blocks = n_blocks;
+  seq->reserve_deadline = call.reserve_deadline;
+  seq->deadline = call.deadline;
+  seq->on_reserved = std::move(call.on_reserved);
+  seq->on_events = std::move(call.on_events);
+  sequences_[seq->spec.request_id] = seq;
+  waiting_.push_back(seq);
+  GrantWaitersLocked();
+  work_cv_.Signal();  // a new timer: its deadline
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Reservation> DecodeScheduler::Reserve(const DecodeSpec& spec, absl::Time deadline,
+                                                     const std::function<bool()>& is_cancelled) {
+  struct Answer {
+    absl::Mutex mutex;
+    std::optional<absl::StatusOr<Reservation>> value ABSL_GUARDED_BY(mutex);
+  };
+  auto answer = std::make_shared<Answer>();
+  ReserveCall call;
+  call.spec = spec;
+  call.reserve_deadline = deadline;
+  call.on_reserved = [answer](absl::StatusOr<Reservation> r) {
+    absl::MutexLock lock(&answer->mutex);
+    answer->value = std::move(r);
+  };
+  if (absl::Status s = StartReserve(std::move(call)); !s.ok()) return s;
+  absl::MutexLock lock(&answer->mutex);
+  auto answered = [&answer]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(answer->mutex) {
+    return answer->value.has_value();
+  };
+  while (!answered()) {
+    answer->mutex.AwaitWithTimeout(absl::Condition(&answered), kReservePoll);
+    if (answered() || !is_cancelled || !is_cancelled()) continue;
+    answer->mutex.Unlock();
+    Release(spec.request_id);  // also cancels a reservation granted meanwhile
+    answer->mutex.Lock();
+    return absl::CancelledError(
+        absl::StrCat("request '", spec.request_id, "' cancelled while waiting for KV blocks"));
   }
-  --n_waiting_for_blocks_;
-  if (!wait_status.ok()) {
-    seq->state = SequenceState::kCancelled;
-    sequences_.erase(spec.request_id);
-    return wait_status;
+  return *std::move(answer->value);
+}
+
+void DecodeScheduler::GrantWaitersLocked() {
+  ReleaseQuarantinedLocked(absl::Now());
+  while (!waiting_.empty()) {
+    const std::shared_ptr<Sequence> head = waiting_.front();
+    absl::StatusOr<std::vector<kv::BlockId>> blocks = pool_.Allocate(head->n_blocks);
+    if (!blocks.ok()) {
+      if (absl::IsResourceExhausted(blocks.status())) return;  // the head waits; so do the rest
+      DropWaiterLocked(head, blocks.status());
+      continue;
+    }
+    waiting_.pop_front();
+    head->table.blocks = *std::move(blocks);
+    head->blocks_held = true;
+    Reservation reservation = GrantLocked(*head);
+    pending_callbacks_.push_back(
+        [callback = std::move(head->on_reserved), reservation = std::move(reservation)]() mutable {
+          callback(std::move(reservation));
+        });
+    head->on_reserved = nullptr;
   }
-  seq->state = SequenceState::kAwaitingKv;
-  const int64_t n_prompt_blocks = CeilDiv(n_prompt, block_size);
-  seq->kv_blocks.assign(n_prompt_blocks, Sequence::kAbsent);
-  seq->tokens = spec.prompt_ids;
+}
+
+Reservation DecodeScheduler::GrantLocked(Sequence& seq) {
+  const int64_t n_prompt = static_cast<int64_t>(seq.spec.prompt_ids.size());
+  const int64_t n_prompt_blocks = CeilDiv(n_prompt, pool_.layout().block_size);
+  seq.state = SequenceState::kAwaitingKv;
+  seq.kv_blocks.assign(n_prompt_blocks, Sequence::kAbsent);
+  seq.tokens = seq.spec.prompt_ids;
   const absl::Time lease_start = absl::Now();
-  seq->lease = kv_transfer::KvLease(options_.kv_lease, lease_start);
+  seq.lease = kv_transfer::KvLease(options_.kv_lease, lease_start);
   do {
-    seq->transfer_token = kv_transfer::NewTransferToken();
-  } while (by_token_.count(seq->transfer_token) > 0);
-  by_token_[seq->transfer_token] = seq;
+    seq.transfer_token = kv_transfer::NewTransferToken();
+  } while (by_token_.count(seq.transfer_token) > 0);
+  by_token_[seq.transfer_token] = sequences_[seq.spec.request_id];
   Reservation reservation;
-  reservation.n_blocks = n_blocks;
-  reservation.transfer_token = seq->transfer_token;
-  reservation.prompt_blocks.assign(seq->table.blocks.begin(),
-                                   seq->table.blocks.begin() + n_prompt_blocks);
+  reservation.n_blocks = seq.n_blocks;
+  reservation.transfer_token = seq.transfer_token;
+  reservation.prompt_blocks.assign(seq.table.blocks.begin(),
+                                   seq.table.blocks.begin() + n_prompt_blocks);
   reservation.lease_expiry = lease_start + options_.kv_lease.max;
   return reservation;
+}
+
+void DecodeScheduler::DropWaiterLocked(const std::shared_ptr<Sequence>& seq,
+                                       absl::Status answer) {
+  auto it = std::find(waiting_.begin(), waiting_.end(), seq);
+  if (it == waiting_.end()) return;
+  const bool was_head = it == waiting_.begin();
+  waiting_.erase(it);
+  seq->state = SequenceState::kCancelled;
+  sequences_.erase(seq->spec.request_id);
+  if (!answer.ok() && seq->on_reserved) {
+    pending_callbacks_.push_back(
+        [callback = std::move(seq->on_reserved), answer = std::move(answer)] { callback(answer); });
+  }
+  seq->on_reserved = nullptr;
+  seq->on_events = nullptr;
+  // The new head may fit where the old one did not.
+  if (was_head && !stop_) GrantWaitersLocked();
+}
+
+void DecodeScheduler::NotifyLocked(Sequence& seq) {
+  events_cv_.SignalAll();
+  if (seq.on_events) pending_callbacks_.push_back(seq.on_events);
 }
 
 absl::StatusOr<std::shared_ptr<DecodeScheduler::Sequence>> DecodeScheduler::FindByTokenLocked(
@@ -235,7 +329,7 @@ void DecodeScheduler::ForgetTokenIfDoneLocked(Sequence& seq) {
 }
 
 absl::StatusOr<kv_transfer::ReservationView> DecodeScheduler::Lookup(absl::string_view token) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  LockAndNotify lock(this);
   absl::StatusOr<std::shared_ptr<Sequence>> found = AwaitingKvLocked(token);
   if (!found.ok()) return found.status();
   const std::shared_ptr<Sequence> keep = *std::move(found);  // alive to the end of the call
@@ -251,7 +345,7 @@ absl::StatusOr<kv_transfer::ReservationView> DecodeScheduler::Lookup(absl::strin
 }
 
 absl::Status DecodeScheduler::Pin(absl::string_view token, absl::Span<const int64_t> indices) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  LockAndNotify lock(this);
   absl::StatusOr<std::shared_ptr<Sequence>> found = AwaitingKvLocked(token);
   if (!found.ok()) return found.status();
   const std::shared_ptr<Sequence> keep = *std::move(found);  // alive to the end of the call
@@ -279,7 +373,7 @@ absl::Status DecodeScheduler::Pin(absl::string_view token, absl::Span<const int6
 
 absl::Status DecodeScheduler::Unpin(absl::string_view token, absl::Span<const int64_t> indices,
                                     absl::Status verdict) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  LockAndNotify lock(this);
   absl::StatusOr<std::shared_ptr<Sequence>> found = FindByTokenLocked(token);
   if (!found.ok()) return found.status();
   const std::shared_ptr<Sequence> keep = *std::move(found);  // alive to the end of the call
@@ -305,7 +399,7 @@ absl::Status DecodeScheduler::Unpin(absl::string_view token, absl::Span<const in
 }
 
 absl::Status DecodeScheduler::Complete(absl::string_view token, int32_t first_token) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  LockAndNotify lock(this);
   absl::StatusOr<std::shared_ptr<Sequence>> found = AwaitingKvLocked(token);
   if (!found.ok()) return found.status();
   const std::shared_ptr<Sequence> keep = *std::move(found);  // alive to the end of the call
@@ -340,7 +434,7 @@ absl::Status DecodeScheduler::Complete(absl::string_view token, int32_t first_to
     } else {
       seq.state = SequenceState::kReady;
       ready_.push_back(keep);
-      work_cv_.notify_all();
+      work_cv_.Signal();
     }
   }
   ForgetTokenIfDoneLocked(seq);
@@ -348,7 +442,7 @@ absl::Status DecodeScheduler::Complete(absl::string_view token, int32_t first_to
 }
 
 void DecodeScheduler::Fail(absl::string_view token, const absl::Status& error) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  LockAndNotify lock(this);
   absl::StatusOr<std::shared_ptr<Sequence>> found = FindByTokenLocked(token);
   if (!found.ok()) return;
   const std::shared_ptr<Sequence> keep = *std::move(found);  // alive to the end of the call
@@ -359,54 +453,82 @@ void DecodeScheduler::Fail(absl::string_view token, const absl::Status& error) {
 
 absl::Status DecodeScheduler::WaitEvents(const std::string& request_id, absl::Time until,
                                          std::vector<SequenceEvent>* events) {
-  std::unique_lock<std::mutex> lock(mutex_);
+  LockAndNotify lock(this);
   auto it = sequences_.find(request_id);
   if (it == sequences_.end()) {
     return absl::NotFoundError(absl::StrCat("unknown request id '", request_id, "'"));
   }
   std::shared_ptr<Sequence> seq = it->second;
   if (seq->state == SequenceState::kAwaitingKv) until = std::min(until, seq->lease.expiry());
-  events_cv_.wait_until(lock, absl::ToChronoTime(until),
-                        [&] { return !seq->events.empty() || stop_; });
+  while (seq->events.empty() && !stop_) {
+    if (events_cv_.WaitWithDeadline(&mutex_, until)) break;
+  }
   (void)CheckLeaseLocked(*seq, absl::Now());
   while (!seq->events.empty()) {
     events->push_back(std::move(seq->events.front()));
     seq->events.pop_front();
   }
+  seq->n_undelivered_tokens = 0;
+  if (seq->state == SequenceState::kStalled) {
+    seq->state = SequenceState::kReady;
+    ready_.push_back(seq);
+    work_cv_.Signal();
+  }
   return absl::OkStatus();
 }
 
+std::optional<SequenceEvent> DecodeScheduler::TakeEvent(const std::string& request_id) {
+  absl::MutexLock lock(&mutex_);
+  auto it = sequences_.find(request_id);
+  if (it == sequences_.end() || it->second->events.empty()) return std::nullopt;
+  const std::shared_ptr<Sequence>& seq = it->second;
+  SequenceEvent event = std::move(seq->events.front());
+  seq->events.pop_front();
+  if (event.kind == SequenceEvent::Kind::kToken) --seq->n_undelivered_tokens;
+  if (seq->state == SequenceState::kStalled && seq->n_undelivered_tokens == 0) {
+    seq->state = SequenceState::kReady;
+    ready_.push_back(seq);
+    work_cv_.Signal();
+  }
+  return event;
+}
+
 void DecodeScheduler::Release(const std::string& request_id) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  LockAndNotify lock(this);
   auto it = sequences_.find(request_id);
   if (it == sequences_.end()) return;
-  Sequence& seq = *it->second;
-  if (!IsTerminal(seq.state) && seq.state != SequenceState::kWaitingForBlocks) {
-    SequenceEvent event;
-    event.kind = SequenceEvent::Kind::kError;
-    event.error = absl::CancelledError(absl::StrCat("request '", request_id, "' cancelled"));
-    EndLocked(seq, SequenceState::kCancelled, std::move(event));
+  const std::shared_ptr<Sequence> seq = it->second;
+  if (seq->state == SequenceState::kWaitingForBlocks) {
+    DropWaiterLocked(seq, absl::OkStatus());
+  } else {
+    seq->on_reserved = nullptr;
+    seq->on_events = nullptr;
+    if (!IsTerminal(seq->state)) {
+      SequenceEvent event;
+      event.kind = SequenceEvent::Kind::kError;
+      event.error = absl::CancelledError(absl::StrCat("request '", request_id, "' cancelled"));
+      EndLocked(*seq, SequenceState::kCancelled, std::move(event));
+    }
+    sequences_.erase(request_id);
   }
-  sequences_.erase(it);
 }
 
 SequenceState DecodeScheduler::StateOf(const std::string& request_id) const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   auto it = sequences_.find(request_id);
   return it == sequences_.end() ? SequenceState::kCancelled : it->second->state;
 }
 
 SchedulerLoad DecodeScheduler::Load() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  ReleaseQuarantinedLocked(absl::Now());
+  absl::MutexLock lock(&mutex_);
   SchedulerLoad load;
   for (const Quarantined& q : quarantined_) {
     load.quarantined_kv_blocks += static_cast<int64_t>(q.blocks.size());
   }
-  load.queue_length = n_waiting_for_blocks_;
+  load.queue_length = static_cast<int64_t>(waiting_.size());
   for (const auto& [id, seq] : sequences_) {
     if (seq->state == SequenceState::kAwaitingKv || seq->state == SequenceState::kReady ||
-        seq->state == SequenceState::kDecoding) {
+        seq->state == SequenceState::kDecoding || seq->state == SequenceState::kStalled) {
       ++load.active_sequences;
     }
   }
@@ -416,16 +538,16 @@ SchedulerLoad DecodeScheduler::Load() const {
 }
 
 int64_t DecodeScheduler::prompt_tokens_computed() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   return prompt_tokens_computed_;
 }
 
 int64_t DecodeScheduler::max_batch_seen() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   return max_batch_seen_;
 }
 
-void DecodeScheduler::ReleaseQuarantinedLocked(absl::Time now) const {
+bool DecodeScheduler::ReleaseQuarantinedLocked(absl::Time now) {
   bool released = false;
   while (!quarantined_.empty() && quarantined_.front().until <= now) {
     if (absl::Status s = pool_.Free(quarantined_.front().blocks); !s.ok()) {
@@ -434,7 +556,7 @@ void DecodeScheduler::ReleaseQuarantinedLocked(absl::Time now) const {
     quarantined_.pop_front();
     released = true;
   }
-  if (released) events_cv_.notify_all();  // a Reserve may be waiting for room
+  return released;
 }
 
 void DecodeScheduler::FreeBlocksLocked(Sequence& seq) {
@@ -444,6 +566,7 @@ void DecodeScheduler::FreeBlocksLocked(Sequence& seq) {
     quarantined_.push_back({absl::Now() + options_.kv_quarantine, std::move(seq.table.blocks)});
     seq.blocks_held = false;
     seq.table.blocks.clear();
+    work_cv_.Signal();  // a new timer
     return;
   }
   if (absl::Status s = pool_.Free(seq.table.blocks); !s.ok()) {
@@ -453,7 +576,7 @@ void DecodeScheduler::FreeBlocksLocked(Sequence& seq) {
   }
   seq.blocks_held = false;
   seq.table.blocks.clear();
-  events_cv_.notify_all();  // a Reserve may be waiting for room
+  if (!stop_) GrantWaitersLocked();
 }
 
 void DecodeScheduler::EndLocked(Sequence& seq, SequenceState state, SequenceEvent event) {
@@ -466,7 +589,7 @@ void DecodeScheduler::EndLocked(Sequence& seq, SequenceState state, SequenceEven
   if (!seq.in_step && seq.pins == 0) FreeBlocksLocked(seq);
   ForgetTokenIfDoneLocked(seq);
   seq.events.push_back(std::move(event));
-  events_cv_.notify_all();
+  NotifyLocked(seq);
 }
 
 absl::Status DecodeScheduler::FailLocked(Sequence& seq, absl::Status error) {
@@ -486,13 +609,69 @@ void DecodeScheduler::FinishLocked(Sequence& seq, const char* reason) {
   EndLocked(seq, SequenceState::kFinished, std::move(event));
 }
 
+absl::Time DecodeScheduler::ExpireLocked(absl::Time now) {
+  absl::Time next = absl::InfiniteFuture();
+  if (ReleaseQuarantinedLocked(now)) GrantWaitersLocked();
+  if (!quarantined_.empty()) next = std::min(next, quarantined_.front().until);
+  std::vector<std::shared_ptr<Sequence>> expired_waiters;
+  for (const std::shared_ptr<Sequence>& seq : waiting_) {
+    if (seq->reserve_deadline <= now) {
+      expired_waiters.push_back(seq);
+    } else {
+      next = std::min(next, seq->reserve_deadline);
+    }
+  }
+  for (const std::shared_ptr<Sequence>& seq : expired_waiters) {
+    DropWaiterLocked(seq, absl::DeadlineExceededError(absl::StrCat(
+                              "request '", seq->spec.request_id,
+                              "': deadline passed while waiting for ", seq->n_blocks,
+                              " free KV blocks (", pool_.n_free(), " free)")));
+  }
+  for (auto& [id, seq] : sequences_) {
+    if (IsTerminal(seq->state) || seq->state == SequenceState::kWaitingForBlocks) continue;
+    auto end_with = [&](absl::Status error) {
+      SequenceEvent event;
+      event.kind = SequenceEvent::Kind::kError;
+      event.error = std::move(error);
+      EndLocked(*seq, SequenceState::kCancelled, std::move(event));
+    };
+    if (seq->deadline <= now) {
+      end_with(absl::DeadlineExceededError(absl::StrCat(
+          "request '", id, "': deadline passed (", SequenceStateName(seq->state), ")")));
+      continue;
+    }
+    next = std::min(next, seq->deadline);
+    if (seq->state == SequenceState::kAwaitingKv) {
+      if (!CheckLeaseLocked(*seq, now).ok()) continue;
+      next = std::min(next, seq->lease.expiry());
+    } else if (seq->state == SequenceState::kStalled) {
+      const absl::Time give_up = seq->stalled_since + options_.stalled_stream_timeout;
+      if (give_up <= now) {
+        end_with(absl::AbortedError(absl::StrCat(
+            "request '", id, "': the consumer took none of its last ", seq->n_undelivered_tokens,
+            " tokens for ", absl::FormatDuration(options_.stalled_stream_timeout),
+            " (--stalled-stream-timeout-ms); the sequence was cancelled and its KV blocks "
+            "freed")));
+        continue;
+      }
+      next = std::min(next, give_up);
+    }
+  }
+  return next;
+}
+
 void DecodeScheduler::Run() {
   const int64_t vocab = config_.vocab_size;
-  std::unique_lock<std::mutex> lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   while (true) {
-    work_cv_.wait(lock, [&] { return stop_ || !ready_.empty() || !running_.empty(); });
+    const absl::Time next_timer = ExpireLocked(absl::Now());
+    if (!pending_callbacks_.empty()) {
+      RunCallbacksLocked();
+      continue;  // the callbacks may have added timers or work
+    }
     if (stop_) return;
-    // Between steps: ended sequences leave, ready ones join (arrival order, up to max_batch).
+    // Between steps: ended and stalled sequences leave, ready ones join (arrival order, up to
+    // max_batch).
     running_.erase(std::remove_if(running_.begin(), running_.end(),
                                   [](const std::shared_ptr<Sequence>& s) {
                                     return s->state != SequenceState::kDecoding;
@@ -504,7 +683,10 @@ void DecodeScheduler::Run() {
       seq->state = SequenceState::kDecoding;
       running_.push_back(std::move(seq));
     }
-    if (running_.empty()) continue;
+    if (running_.empty()) {
+      work_cv_.WaitWithDeadline(&mutex_, next_timer);
+      continue;
+    }
 
     // One token per sequence: the last chosen one, at the position after the cached ones.
     std::vector<engine::BatchToken> batch;
@@ -521,13 +703,14 @@ void DecodeScheduler::Run() {
     max_batch_seen_ = std::max<int64_t>(max_batch_seen_, static_cast<int64_t>(batch.size()));
     std::vector<std::shared_ptr<Sequence>> stepped = running_;
 
-    lock.unlock();
+    mutex_.Unlock();
     const absl::Time step_start = absl::Now();
     absl::StatusOr<std::vector<float>> logits = forward_.Forward(batch);
     const absl::Duration pad = options_.min_step_duration - (absl::Now() - step_start);
     if (pad > absl::ZeroDuration()) absl::SleepFor(pad);
-    lock.lock();
+    mutex_.Lock();
 
+    const absl::Time now = absl::Now();
     for (size_t i = 0; i < stepped.size(); ++i) {
       Sequence& seq = *stepped[i];
       seq.in_step = false;
@@ -554,10 +737,19 @@ void DecodeScheduler::Run() {
       event.token_id = next;
       event.index = seq.n_output;
       seq.events.push_back(event);
+      ++seq.n_undelivered_tokens;
       ++seq.n_output;
-      if (seq.n_output >= seq.spec.max_tokens) FinishLocked(seq, "length");
+      if (seq.n_output >= seq.spec.max_tokens) {
+        FinishLocked(seq, "length");
+        continue;
+      }
+      NotifyLocked(seq);
+      if (options_.max_undelivered_tokens > 0 &&
+          seq.n_undelivered_tokens >= options_.max_undelivered_tokens) {
+        seq.state = SequenceState::kStalled;  // leaves the batch at the top of the loop
+        seq.stalled_since = now;
+      }
     }
-    events_cv_.notify_all();
   }
 }
 

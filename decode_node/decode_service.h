@@ -1,5 +1,6 @@
 #pragma once
-// The decode worker's Decode service: a thin shell around DecodeScheduler.
+// The decode worker's Decode service: a thin shell around DecodeScheduler on gRPC's callback
+// API (no thread is held per call).
 //
 // DecodeWorkerService.Decode: Reserve → `reserved` with the KV handoff (transfer token, target
 // blocks, layout, the transports offered, the lease) → wait for the KV (bounded by the call's
@@ -9,15 +10,21 @@
 // common/kv_transfer/grpc/kv_receiver_service.h, over this worker's scheduler); a bad chunk
 // fails that one sequence, whose Decode stream ends with the same error.
 //
-// A synchronous handler whose every wait is bounded (polled every few ms against cancellation
-// and deadlines).
+// Waiting for blocks is a place in the scheduler's FIFO, not a thread: past
+// SchedulerOptions::max_waiting_reservations the call ends at once with RESOURCE_EXHAUSTED.
+// Each call is one reactor that writes one message at a time: the scheduler tells it when its
+// sequence has events, and it takes the next one when the previous write completed. A client
+// that stops reading stops the writes (gRPC flow control): its sequence leaves the batch once
+// SchedulerOptions::max_undelivered_tokens are untaken, and after stalled_stream_timeout the
+// call ends with ABORTED (the server gave up on a stream nobody read; DEADLINE_EXCEEDED would
+// blame the caller's own deadline, which had not passed).
 
 #include <vector>
 
-#include "absl/time/time.h"
 #include "common.pb.h"
 #include "common/kv_transfer/handoff.h"
 #include "decode_node/decode_scheduler.h"
+#include "grpcpp/support/server_callback.h"
 #include "worker.grpc.pb.h"
 
 namespace pdserve::decode {
@@ -28,18 +35,24 @@ struct DecodeServiceOptions {
   std::vector<kv_transfer::TransportOffer> kv_offers;
 };
 
-class DecodeWorkerService final : public v1::DecodeWorker::Service {
+class DecodeWorkerService final : public v1::DecodeWorker::CallbackService {
  public:
+  // `scheduler` must outlive the server that serves this service.
   DecodeWorkerService(DecodeScheduler& scheduler, DecodeServiceOptions options)
       : scheduler_(scheduler), options_(options) {}
 
-  grpc::Status Decode(grpc::ServerContext* context, const v1::DecodeRequest* request,
-                      grpc::ServerWriter<v1::DecodeEvent>* writer) override;
+  // A check that must refuse the call before anything else happens fits as the first line:
+  //   if (!ok) return RejectDecode(status);
+  grpc::ServerWriteReactor<v1::DecodeEvent>* Decode(grpc::CallbackServerContext* context,
+                                                    const v1::DecodeRequest* request) override;
 
  private:
   DecodeScheduler& scheduler_;
   const DecodeServiceOptions options_;
 };
+
+// A Decode reactor that ends the call with `status` and writes nothing.
+grpc::ServerWriteReactor<v1::DecodeEvent>* RejectDecode(const grpc::Status& status);
 
 // The load a decode worker reports with each heartbeat.
 v1::WorkerLoad WorkerLoadToProto(const SchedulerLoad& load);

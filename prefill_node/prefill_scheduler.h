@@ -87,8 +87,22 @@ class PrefillScheduler {
   // worker's KV pool, FailedPrecondition when the handoff's layout or model differ from ours.
   absl::Status Validate(const PrefillJob& job) const;
 
-  // Validates, queues (ResourceExhausted at once when the queue is full), waits for an executor
-  // to run it and returns the first token. A caller that is cancelled or passes its deadline
+  // Called exactly once with a started request's outcome, on an executor thread (or on the
+  // thread of Cancel / Shutdown for work that never ran). Must not block.
+  using PrefillDone = std::function<void(absl::StatusOr<PrefillOutcome>)>;
+  using Ticket = uint64_t;  // names a started request for Cancel
+
+  // Validates and queues (ResourceExhausted at once when the queue is full; InvalidArgument,
+  // ... as Validate; Unavailable when shutting down): then `done` is called later. No thread
+  // waits meanwhile; job.is_cancelled is not polled (call Cancel), job.deadline is checked
+  // before each chunk.
+  absl::StatusOr<Ticket> StartPrefill(PrefillJob job, PrefillDone done);
+  // The caller gave up with `reason`: queued work is dropped (done(reason) at once), running work
+  // stops at the next chunk and its KV handoff is cancelled (done(reason) once it has). No-op
+  // for a ticket already done.
+  void Cancel(Ticket ticket, const absl::Status& reason);
+
+  // StartPrefill for a blocking caller: waits for the outcome and returns the first token. A caller that is cancelled or passes its deadline
   // gets Cancelled / DeadlineExceeded; its queued work is dropped, its running work stopped at
   // the next chunk and its KV handoff cancelled. Errors of the decode worker name its address.
   absl::StatusOr<PrefillOutcome> Prefill(PrefillJob job);
@@ -118,8 +132,8 @@ class PrefillScheduler {
 
   mutable std::mutex mutex_;
   std::condition_variable work_cv_;    // queue_ or stopping_ changed
-  std::condition_variable done_cv_;    // some job reached kDone
   std::condition_variable blocks_cv_;  // blocks went back to the pool
+  Ticket next_ticket_ = 1;                          // guarded by mutex_
   std::deque<std::shared_ptr<Job>> queue_;          // guarded by mutex_
   std::vector<std::shared_ptr<Job>> running_;       // guarded by mutex_
   bool stopping_ = false;                           // guarded by mutex_

@@ -1,28 +1,38 @@
 #pragma once
 // The PrefillWorker gRPC service: a thin shell that turns a PrefillRequest into a PrefillJob for
-// the scheduler and its status into a gRPC status.
+// the scheduler and its status into a gRPC status. On gRPC's callback API: no thread waits on a
+// request; the scheduler's completion callback finishes the call, and a cancelled call (or one
+// whose deadline passed) cancels its job.
 
 #include "grpcpp/server_context.h"
+#include "grpcpp/support/server_callback.h"
 #include "prefill_node/prefill_scheduler.h"
 #include "common.pb.h"
 #include "worker.grpc.pb.h"
 
 namespace pdserve::prefill {
 
-class PrefillService final : public v1::PrefillWorker::Service {
+class PrefillService final : public v1::PrefillWorker::CallbackService {
  public:
   // `scheduler` must outlive the service. With log_requests, one line per request (outcome or
   // error) goes to stderr.
   explicit PrefillService(PrefillScheduler& scheduler, bool log_requests = false)
       : scheduler_(scheduler), log_requests_(log_requests) {}
 
-  grpc::Status Prefill(grpc::ServerContext* context, const v1::PrefillRequest* request,
-                       v1::PrefillResponse* response) override;
+  // A check that must refuse the call before anything else happens fits as the first line:
+  //   if (!ok) return RejectPrefill(context, status);
+  grpc::ServerUnaryReactor* Prefill(grpc::CallbackServerContext* context,
+                                    const v1::PrefillRequest* request,
+                                    v1::PrefillResponse* response) override;
 
  private:
   PrefillScheduler& scheduler_;
   const bool log_requests_;
 };
+
+// Finishes the call with `status` at once.
+grpc::ServerUnaryReactor* RejectPrefill(grpc::CallbackServerContext* context,
+                                        const grpc::Status& status);
 
 // The load a prefill worker reports with each heartbeat.
 v1::WorkerLoad WorkerLoadToProto(const PrefillLoad& load);

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/arg_parser.h"
 #include "cli/engine_flags.h"
+#include "cli/security_flags.h"
 #include "cli/worker_flags.h"
 #include "common/engine/engine.h"
 #include "common/model/model_fingerprint.h"
@@ -37,6 +38,7 @@ int Run(int argc, char** argv) {
   cli::ArgParser parser;
   cli::AddEngineFlags(parser);
   cli::AddWorkerServingFlags(parser);
+  cli::AddSecurityFlags(parser, cli::SecurityRole::kWorker);
   parser.AddString("queue-capacity", "requests that may wait for an executor (default 16)");
   parser.AddString("executors", "prompts run at once; forward passes take turns (default 2)");
   parser.AddString("kv-pool-tokens", "tokens of KV this worker holds (default one context)");
@@ -56,6 +58,9 @@ int Run(int argc, char** argv) {
   if (!options.ok()) return Fail(std::string(options.status().message()), 2);
   absl::StatusOr<cli::WorkerServingFlags> serving = cli::WorkerServingFlagsFrom(parser);
   if (!serving.ok()) return Fail(std::string(serving.status().message()), 2);
+  absl::StatusOr<rpc::ClusterSecurity> security = cli::ClusterSecurityFromFlags(parser);
+  if (!security.ok()) return Fail(std::string(security.status().message()), 2);
+  std::cerr << security->Describe() << "\n";
   absl::StatusOr<int64_t> capacity = parser.GetInt("queue-capacity", 16);
   if (!capacity.ok()) return Fail(std::string(capacity.status().message()), 2);
   if (*capacity < 0 || *capacity > 1000000) {
@@ -81,7 +86,7 @@ int Run(int argc, char** argv) {
   if (!fingerprint.ok()) return Fail(std::string(fingerprint.status().message()), 1);
   std::cerr << (*engine)->DeviceReport() << "\n" << (*engine)->KvMemoryReport() << "\n";
 
-  kv_transfer::KvChannels kv_channels;
+  rpc::ChannelCache kv_channels(security->ClusterChannelOptions());
   kv_transfer::KvSendTransports transports(*transport);
   transports.Add(std::make_unique<kv_transfer::GrpcKvSendTransport>(kv_channels));
   transports.Add(std::make_unique<kv_transfer::ShmKvSendTransport>(kv_channels));
@@ -99,6 +104,8 @@ int Run(int argc, char** argv) {
   server.kv_layout = (*engine)->kv_pool().layout();
   server.model_path = options->model_path;
   server.model_fingerprint = *fingerprint;
+  server.credentials = security->ServerCredentials(rpc::ClientCertificates::kRequire);
+  server.router_channel = security->ClusterChannelOptions();
   server.load = [&scheduler] { return WorkerLoadToProto(scheduler.load()); };
   // Stops whatever is still running after the drain and frees its blocks, which lets the
   // handlers of cancelled calls return.

@@ -10,6 +10,12 @@ namespace pdserve::router {
 grpc::Status RegistryService::RegisterWorker(grpc::ServerContext* context,
                                              const v1::RegisterWorkerRequest* request,
                                              v1::RegisterWorkerResponse* response) {
+  if (absl::Status s = rpc::AuthorizeClusterPeer(*context, security_); !s.ok()) {
+    std::fprintf(stderr, "router: refused RegisterWorker of %s from %s: %s\n",
+                 request->worker_id().c_str(), context->peer().c_str(),
+                 std::string(s.message()).c_str());
+    return rpc::ToGrpcStatus(s);
+  }
   WorkerRegistration registration;
   registration.worker_id = request->worker_id();
   registration.role = request->role();
@@ -33,6 +39,9 @@ grpc::Status RegistryService::RegisterWorker(grpc::ServerContext* context,
 grpc::Status RegistryService::Heartbeat(grpc::ServerContext* context,
                                         const v1::HeartbeatRequest* request,
                                         v1::HeartbeatResponse* response) {
+  if (absl::Status s = rpc::AuthorizeClusterPeer(*context, security_); !s.ok()) {
+    return rpc::ToGrpcStatus(s);
+  }
   response->set_registered(registry_.Heartbeat(request->worker_id(), request->load()));
   return grpc::Status::OK;
 }

@@ -1,20 +1,29 @@
 #pragma once
-// WorkerRegistry: the gRPC shell over WorkerRegistry (registration and heartbeats).
+// WorkerRegistry: the gRPC shell over WorkerRegistry (registration and heartbeats). Only the
+// cluster's own workers may call it (rpc::AuthorizeClusterPeer); a refused call changes nothing.
 
-#include "worker.grpc.pb.h"
+#include <utility>
+
+#include "common/rpc/call_authorization.h"
 #include "router/worker_registry.h"
+#include "worker.grpc.pb.h"
 
 namespace pdserve::router {
 
 class RegistryService final : public v1::WorkerRegistry::Service {
  public:
   // `registry` outlives the service. Workers are told to heartbeat every
-  // `heartbeat_interval_ms`.
-  RegistryService(WorkerRegistry& registry, int heartbeat_interval_ms)
-      : registry_(registry), heartbeat_interval_ms_(heartbeat_interval_ms) {}
+  // `heartbeat_interval_ms`. `security` says who is a cluster worker (ClusterSecurity::policy;
+  // the default lets anyone in, as a cluster without security options does).
+  RegistryService(WorkerRegistry& registry, int heartbeat_interval_ms,
+                  rpc::SecurityPolicy security = {})
+      : registry_(registry),
+        heartbeat_interval_ms_(heartbeat_interval_ms),
+        security_(std::move(security)) {}
 
   // The registry's answer, as a gRPC status (FAILED_PRECONDITION: the worker may not join and
-  // should not retry). Every answer is logged to stderr, refusals with their reason.
+  // should not retry), or UNAUTHENTICATED / PERMISSION_DENIED for a caller that is not a
+  // cluster worker. Every answer is logged to stderr, refusals with their reason.
   grpc::Status RegisterWorker(grpc::ServerContext* context,
                               const v1::RegisterWorkerRequest* request,
                               v1::RegisterWorkerResponse* response) override;
@@ -24,6 +33,7 @@ class RegistryService final : public v1::WorkerRegistry::Service {
  private:
   WorkerRegistry& registry_;
   const int heartbeat_interval_ms_;
+  const rpc::SecurityPolicy security_;
 };
 
 }  // namespace pdserve::router

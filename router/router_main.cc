@@ -8,8 +8,12 @@
 
 #include "absl/time/clock.h"
 #include "cli/arg_parser.h"
+#include "cli/security_flags.h"
 #include "common/rpc/server_process.h"
+#include "common/rpc/channel_cache.h"
+#include "router/grpc_worker_clients.h"
 #include "router/registry_service.h"
+#include "router/relay.h"
 #include "router/router_model.h"
 #include "router/router_service.h"
 #include "router/router_stats.h"
@@ -39,6 +43,12 @@ int main(int argc, char** argv) {
   parser.AddString("heartbeat-interval-ms", "how often workers are told to heartbeat (default 1000)");
   parser.AddString("max-request-seconds",
                    "upper bound on one request's worker calls (default 600)");
+  cli::AddSecurityFlags(parser, cli::SecurityRole::kRouter);
+  parser.AddString("max-inflight-requests",
+                   "requests served at once; more wait in the router's queue (default 512)");
+  parser.AddString("max-queued-requests",
+                   "requests waiting for a slot; more are refused with RESOURCE_EXHAUSTED "
+                   "(default 2048)");
   parser.AddBool("help", "show this help");
   if (absl::Status s = parser.Parse(argc, argv); !s.ok()) {
     std::fprintf(stderr, "%s\n%s", std::string(s.message()).c_str(),
@@ -62,6 +72,21 @@ int main(int argc, char** argv) {
   if (!max_request_seconds.ok()) return Fail(std::string(max_request_seconds.status().message()));
   if (!(*max_request_seconds > 0)) return Fail("--max-request-seconds must be > 0");
 
+  absl::StatusOr<rpc::ClusterSecurity> security = cli::ClusterSecurityFromFlags(parser);
+  if (!security.ok()) return Fail(std::string(security.status().message()));
+  std::fprintf(stderr, "%s\n", security->Describe().c_str());
+
+  absl::StatusOr<int64_t> max_in_flight = parser.GetInt("max-inflight-requests", 512);
+  if (!max_in_flight.ok()) return Fail(std::string(max_in_flight.status().message()));
+  if (*max_in_flight < 1 || *max_in_flight > 1000000) {
+    return Fail("--max-inflight-requests must be in [1, 1000000]");
+  }
+  absl::StatusOr<int64_t> max_queued = parser.GetInt("max-queued-requests", 2048);
+  if (!max_queued.ok()) return Fail(std::string(max_queued.status().message()));
+  if (*max_queued < 0 || *max_queued > 1000000) {
+    return Fail("--max-queued-requests must be in [0, 1000000]");
+  }
+
   absl::StatusOr<router::RouterModel> model =
       router::LoadRouterModel(parser.GetString("model"), parser.GetString("tokenizer"));
   if (!model.ok()) return Fail(std::string(model.status().message()));
@@ -72,13 +97,25 @@ int main(int argc, char** argv) {
   const router::Clock clock = [] { return absl::Now(); };
   router::WorkerRegistry registry(absl::Milliseconds(*timeout_ms), clock, model->identity);
   router::RouterStats stats(clock);
-  router::RouterOptions options;
+  router::RelayOptions options;
   options.max_request_time = absl::Seconds(*max_request_seconds);
-  router::RouterService router_service(*model, registry, stats, clock, options);
-  router::RegistryService registry_service(registry, static_cast<int>(*interval_ms));
+  options.max_in_flight = static_cast<int>(*max_in_flight);
+  options.max_queued = static_cast<int>(*max_queued);
+  // Calls to workers present the cluster's credentials (mutual TLS, the cluster secret).
+  rpc::ChannelCache worker_channels(security->ClusterChannelOptions());
+  router::GrpcPrefillClient prefill_client(worker_channels);
+  router::GrpcDecodeClient decode_client(worker_channels);
+  router::Relay relay(*model, registry, stats, prefill_client, decode_client, clock, options);
+  router::RouterService router_service(relay, registry, stats);
+  router::RegistryService registry_service(registry, static_cast<int>(*interval_ms),
+                                           security->policy());
 
+  // One port for both services: public clients and workers know one router address. Workers
+  // present their cluster certificate on it; public clients need none.
   absl::StatusOr<std::unique_ptr<rpc::ServingServer>> server = rpc::ServingServer::Start(
-      {.listen = parser.GetString("listen", "127.0.0.1:0")}, {&router_service, &registry_service});
+      {.listen = parser.GetString("listen", "127.0.0.1:0"),
+       .credentials = security->ServerCredentials(rpc::ClientCertificates::kVerifyIfPresented)},
+      {&router_service, &registry_service});
   if (!server.ok()) return Fail(std::string(server.status().message()));
   std::fprintf(stderr, "listening on %s\n", (*server)->bound().ToString().c_str());
   std::fflush(stderr);

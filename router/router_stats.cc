@@ -66,6 +66,11 @@ void RouterStats::FinishWorker(const std::string& id, const RequestRecord& recor
   w.tokens += is_prefill ? record.prompt_tokens : std::max<int64_t>(record.completion_tokens - 1, 0);
 }
 
+void RouterStats::RecordWorkerFailed(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  CountOutcome(workers_[worker_id].counts, RequestOutcome::kFailed);
+}
+
 void RouterStats::RecordFinish(const RequestRecord& record) {
   absl::MutexLock lock(&mu_);
   CountOutcome(counts_, record.outcome);

@@ -55,6 +55,9 @@ class RouterStats {
   void RecordArrival();
   // The request was sent to this worker (counts as received and in flight for it).
   void RecordDispatch(const std::string& worker_id);
+  // A call the request made to this worker failed and the request went on elsewhere
+  // (failover): the worker's count of it ends as failed.
+  void RecordWorkerFailed(const std::string& worker_id);
   // Ends a request that RecordArrival counted; its workers' in-flight counts end too.
   void RecordFinish(const RequestRecord& record);
   // One completed KV handoff between two workers.

@@ -96,25 +96,56 @@ absl::Status WorkerRegistry::Register(const WorkerRegistration& registration) {
         registration.kv_layout.block_size(), "; it must be >= 1"));
   }
   const absl::Time now = clock_();
-  absl::MutexLock lock(&mu_);
+  absl::ReleasableMutexLock lock(&mu_);
   if (absl::Status s = CheckCompatible(registration, now); !s.ok()) return s;
   Entry& entry = workers_[registration.worker_id];
   entry.registration = registration;
   entry.last_heartbeat = now;
   entry.dispatched_since_heartbeat = 0;
   entry.blocks_dispatched_since_heartbeat = 0;
+  entry.blocks_released_since_heartbeat = 0;
+  entry.unreachable = false;
+  lock.Release();
+  NotifyCapacity();
   return absl::OkStatus();
 }
 
 bool WorkerRegistry::Heartbeat(const std::string& worker_id, const v1::WorkerLoad& load) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = workers_.find(worker_id);
+    if (it == workers_.end()) return false;
+    it->second.registration.load = load;
+    it->second.last_heartbeat = clock_();
+    it->second.dispatched_since_heartbeat = 0;
+    it->second.blocks_dispatched_since_heartbeat = 0;
+    it->second.blocks_released_since_heartbeat = 0;
+    it->second.unreachable = false;
+  }
+  NotifyCapacity();
+  return true;
+}
+
+void WorkerRegistry::NoteReleased(const std::string& worker_id, int64_t kv_blocks) {
   absl::MutexLock lock(&mu_);
   auto it = workers_.find(worker_id);
-  if (it == workers_.end()) return false;
-  it->second.registration.load = load;
-  it->second.last_heartbeat = clock_();
-  it->second.dispatched_since_heartbeat = 0;
-  it->second.blocks_dispatched_since_heartbeat = 0;
-  return true;
+  if (it != workers_.end()) it->second.blocks_released_since_heartbeat += kv_blocks;
+}
+
+void WorkerRegistry::SetCapacityListener(std::function<void()> listener) {
+  absl::MutexLock lock(&listener_mu_);
+  capacity_listener_ = std::move(listener);
+}
+
+void WorkerRegistry::NotifyCapacity() {
+  absl::MutexLock lock(&listener_mu_);
+  if (capacity_listener_) capacity_listener_();
+}
+
+void WorkerRegistry::MarkUnreachable(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(worker_id);
+  if (it != workers_.end()) it->second.unreachable = true;
 }
 
 void WorkerRegistry::NoteDispatched(const std::string& worker_id, int64_t kv_blocks) {
@@ -140,9 +171,10 @@ std::vector<WorkerSnapshot> WorkerRegistry::Snapshot() const {
     s.model_name = entry.registration.model_name;
     const absl::Duration age = now - entry.last_heartbeat;
     s.seconds_since_heartbeat = absl::ToDoubleSeconds(age);
-    s.healthy = age <= heartbeat_timeout_;
+    s.healthy = age <= heartbeat_timeout_ && !entry.unreachable;
     s.dispatched_since_heartbeat = entry.dispatched_since_heartbeat;
     s.blocks_dispatched_since_heartbeat = entry.blocks_dispatched_since_heartbeat;
+    s.blocks_released_since_heartbeat = entry.blocks_released_since_heartbeat;
     out.push_back(std::move(s));
   }
   return out;

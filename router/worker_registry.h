@@ -1,7 +1,9 @@
 #pragma once
 // The router's view of its workers: who registered, where they listen, their KV layout and
-// their load as of the last heartbeat. A worker whose last heartbeat is older than the timeout
-// is out of rotation (healthy = false) until a heartbeat arrives again.
+// their load as of the last heartbeat. A worker is out of rotation (healthy = false) while its
+// last heartbeat is older than the timeout, or from the moment a call to it failed as
+// unreachable (MarkUnreachable) until its next heartbeat or registration: a dead worker leaves
+// at once rather than after its heartbeats stop, and a live one rejoins within an interval.
 //
 // Thread-safe: every method takes the registry's one mutex.
 
@@ -46,6 +48,9 @@ struct WorkerSnapshot {
   int64_t dispatched_since_heartbeat = 0;
   // KV blocks those requests reserve (decode workers).
   int64_t blocks_dispatched_since_heartbeat = 0;
+  // KV blocks of the router's requests that ended since the last heartbeat (decode workers):
+  // free again, though the load report does not say so yet.
+  int64_t blocks_released_since_heartbeat = 0;
 
   v1::WorkerInfo ToProto() const;
 };
@@ -75,6 +80,17 @@ class WorkerRegistry {
   // Counts a request the router sends to the worker until its next heartbeat reports it.
   void NoteDispatched(const std::string& worker_id, int64_t kv_blocks);
 
+  // A request the router sent ended; its `kv_blocks` are free again on the worker.
+  void NoteReleased(const std::string& worker_id, int64_t kv_blocks);
+
+  // Runs after every heartbeat and registration (outside the registry's lock), when free
+  // capacity may have changed: the relay admits queued requests then. One listener.
+  void SetCapacityListener(std::function<void()> listener);
+
+  // A call to the worker failed as if it were gone (UNAVAILABLE): out of rotation until it
+  // heartbeats or registers again. Unknown ids are ignored.
+  void MarkUnreachable(const std::string& worker_id);
+
   // Every registered worker, ordered by id.
   std::vector<WorkerSnapshot> Snapshot() const;
 
@@ -86,6 +102,8 @@ class WorkerRegistry {
     absl::Time last_heartbeat;
     int64_t dispatched_since_heartbeat = 0;
     int64_t blocks_dispatched_since_heartbeat = 0;
+    int64_t blocks_released_since_heartbeat = 0;
+    bool unreachable = false;  // since a failed call, until the next heartbeat
   };
 
   // FailedPrecondition when `registration` may not join (see Register).
@@ -97,6 +115,9 @@ class WorkerRegistry {
   const ModelIdentity model_;
   mutable absl::Mutex mu_;
   std::map<std::string, Entry> workers_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex listener_mu_;  // taken without mu_
+  std::function<void()> capacity_listener_ ABSL_GUARDED_BY(listener_mu_);
+  void NotifyCapacity();
 };
 
 }  // namespace pdserve::router

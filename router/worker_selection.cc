@@ -1,5 +1,7 @@
 #include "router/worker_selection.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace pdserve::router {
@@ -33,6 +35,12 @@ absl::StatusOr<WorkerSnapshot> SelectPrefillWorker(const std::vector<WorkerSnaps
   return *best;
 }
 
+int64_t DecodeFreeBlocks(const WorkerSnapshot& worker) {
+  return std::min<int64_t>(worker.load.free_kv_blocks() - worker.blocks_dispatched_since_heartbeat +
+                               worker.blocks_released_since_heartbeat,
+                           worker.load.total_kv_blocks());
+}
+
 absl::StatusOr<WorkerSnapshot> SelectDecodeWorker(const std::vector<WorkerSnapshot>& workers,
                                                   int64_t n_tokens) {
   const WorkerSnapshot* best_now = nullptr;
@@ -49,7 +57,7 @@ absl::StatusOr<WorkerSnapshot> SelectDecodeWorker(const std::vector<WorkerSnapsh
     if (!w.healthy) continue;
     ++n_healthy;
     const int64_t needed = KvBlocksNeeded(n_tokens, w.kv_layout.block_size());
-    const int64_t free_blocks = w.load.free_kv_blocks() - w.blocks_dispatched_since_heartbeat;
+    const int64_t free_blocks = DecodeFreeBlocks(w);
     if (w.load.total_kv_blocks() >= largest_total) {
       largest_total = w.load.total_kv_blocks();
       needed_on_largest = needed;

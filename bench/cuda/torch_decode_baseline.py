@@ -7,7 +7,8 @@ layer, the new K/V are written at position ctx and F.scaled_dot_product_attentio
 positions [0, ctx]. Timed eagerly and as a CUDA graph (torch.cuda.CUDAGraph).
 
 Run by deploy/gpu-check.sh --run (PyTorch is on the GPU machine, not on the build machine).
-Prints "RESULT decode_step torch ..." lines; exits 1 if a configuration failed.
+Prints "RESULT decode_step torch ..." lines. Exit status: 0 when every configuration ran, 1 when
+one failed, 77 (skipped) without PyTorch or without a CUDA device, 2 for bad usage.
 """
 
 import argparse
@@ -124,7 +125,8 @@ def time_ms(torch, fn, iters):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", default="1x512,32x512,32x4096",
                         help="comma-separated BATCHxCTX")
     args = parser.parse_args()

@@ -1,209 +1,312 @@
 #!/usr/bin/env python3
-"""A load generator for a pdserve router: N requests with Poisson arrivals at a given rate, prompt
-and output lengths drawn uniformly from given ranges; prints TTFT and TPOT p50/p90/p99, the
-throughput, and the SLO attainment (the share of requests meeting both the TTFT and the TPOT
-limit). With --sweep RATES it runs each rate in turn and prints the goodput: the highest rate
-whose attainment is >= 90% (DistServe's definition; ../shared/ANCHORS.md).
+"""A load generator for a pdserve router (grpc.aio, one process), in three modes:
 
-    python3 bench/load/load_gen.py --router 127.0.0.1:50051 -n 32 --rate 2 \
-        --prompt-tokens 32:256 --output-tokens 16:128 --ttft-slo-ms 1000 --tpot-slo-ms 100
-    python3 bench/load/load_gen.py ... --sweep 0.5,1,2,4
+open loop (default): N requests with Poisson arrivals at --rate; prints TTFT and TPOT
+  p50/p90/p99, the throughput and the SLO attainment (the share of requests meeting both the TTFT
+  and the TPOT limit). With --sweep RATES it runs each rate in turn and prints the goodput: the
+  highest rate whose attainment is >= 90% (DistServe's definition; ../shared/ANCHORS.md).
+closed loop (--concurrency C): C clients each send a request, read it to the end and send the
+  next, until --duration-s has passed or -n requests have been sent (whichever comes first;
+  requests in flight then are read to their end); after a request that was not served a client
+  waits --backoff-ms. Prints tokens/s, requests/s,
+  the served, refused (RESOURCE_EXHAUSTED) and failed requests (by status code), TTFT/TPOT
+  percentiles, then one JSON line with the same numbers. Scales to 1,000 clients.
+never read (--never-read K): opens K Generate streams and never reads them (a slow client),
+  after printing "load_gen: K unread streams open" to stderr; with --concurrency they stay open
+  during the closed loop, alone they stay open for --duration-s, or until SIGINT/SIGTERM. Then
+  they are cancelled, and the JSON line says how many were still open and how the others ended.
 
-TTFT and TPOT are measured here, at the client: TTFT = send → first text chunk, TPOT =
-(end − first chunk) / (completion tokens − 1), as ANCHORS.md defines them. Every request uses
-ignore_eos, so its output is exactly its drawn length. Prompts are words from a fixed list, one
-word ≈ one token; the table shows the mean prompt length the router counted.
+  python3 bench/load/load_gen.py --router 127.0.0.1:50051 -n 32 --rate 2 \\
+      --prompt-tokens 32:256 --output-tokens 16:128 --ttft-slo-ms 1000 --tpot-slo-ms 100
+  python3 bench/load/load_gen.py ... --sweep 0.5,1,2,4
+  python3 bench/load/load_gen.py ... --concurrency 100 --duration-s 30
+  python3 bench/load/load_gen.py ... --never-read 50 --concurrency 10 -n 100
+
+TTFT = send -> first text chunk, TPOT = (end - first chunk) / (completion tokens - 1), measured
+here at the client; every request uses ignore_eos; one prompt word ~ one token; the table shows
+the mean prompt length the router counted.
+
+Exit status: 0 when every request was served (open loop), or none failed other than by being
+refused (closed loop), or the unread streams were held (never read alone); 1 when the router
+cannot be reached or a request failed; 2 for bad usage. The JSON line's keys: mode, concurrency,
+never_read, requests, served, refused, failed ({code: count}), duration_s, requests_per_s,
+tokens_per_s, ttft_ms and tpot_ms ({p50, p90, p99}), unread_streams ({opened, still_open,
+ended: {code: count}}); null where nothing was measured.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import importlib
+import asyncio
+import collections
+import itertools
+import json
 import math
-import pathlib
 import random
+import signal
 import sys
-import tempfile
-import threading
 import time
 
-import grpc
-from grpc_tools import protoc
+import grpc.aio
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+import load_client as lc
 
-WORDS = ("the a little girl named Lily went to park and saw big red ball she was very happy "
-         "her mom said play with friend dog cat tree sun day time one once upon there lived "
-         "boy who liked run jump sing story about bird fly sky blue green house garden flower "
-         "water river small kind old new good nice warm cold rain snow home friends together "
-         "learned shared found made looked smiled wanted asked helped").split()
-
-
-def load_stubs():
-    out = tempfile.mkdtemp(prefix="pdserve_load_")
-    proto = ROOT / "proto"
-    if protoc.main(["protoc", f"-I{proto}", f"--python_out={out}", f"--grpc_python_out={out}",
-                    *sorted(str(p) for p in proto.glob("*.proto"))]) != 0:
-        sys.exit(f"could not compile {proto}/*.proto")
-    sys.path.insert(0, out)
-    return (importlib.import_module("router_pb2"), importlib.import_module("router_pb2_grpc"),
-            importlib.import_module("common_pb2"))
-
-
-router_pb2, router_pb2_grpc, common_pb2 = load_stubs()
+# Streams per channel (connection) in the closed loop: below the 100 concurrent streams many
+# HTTP/2 servers allow on one connection.
+STREAMS_PER_CHANNEL = 100
 
 
 def int_range(text: str) -> tuple[int, int]:
     lo, _, hi = text.partition(":")
-    lo, hi = int(lo), int(hi or lo)
+    try:
+        lo, hi = int(lo), int(hi or lo)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN:MAX, got {text}") from None
     if not 1 <= lo <= hi:
         raise argparse.ArgumentTypeError(f"expected MIN:MAX with 1 <= MIN <= MAX, got {text}")
     return lo, hi
 
 
-@dataclasses.dataclass
-class Result:
-    ok: bool
-    ttft: float = 0.0
-    tpot: float = 0.0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    end: float = 0.0
-    error: str = ""
-
-
-def percentile(values: list, q: float) -> float:
-    """Linear interpolation between closest ranks; NaN for no values."""
-    if not values:
-        return math.nan
-    v = sorted(values)
-    pos = (len(v) - 1) * q / 100
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
-
-
-def one_request(stub, prompt: str, max_tokens: int, timeout_s: float) -> Result:
-    request = router_pb2.GenerateRequest(text=prompt, max_tokens=max_tokens, ignore_eos=True)
-    start = time.monotonic()
-    first = None
-    final = None
-    try:
-        for response in stub.Generate(request, timeout=timeout_s):
-            if response.HasField("chunk"):
-                if first is None and response.chunk.token_ids:
-                    first = time.monotonic()
-            else:
-                final = response.final
-    except grpc.RpcError as error:
-        return Result(ok=False, error=f"{error.code().name}: {error.details()}")
-    end = time.monotonic()
-    if final is None or first is None:
-        return Result(ok=False, error="stream ended without tokens or without a final message")
-    n = final.usage.completion_tokens
-    return Result(ok=True, ttft=first - start, tpot=(end - first) / (n - 1) if n > 1 else 0.0,
-                  prompt_tokens=final.usage.prompt_tokens, completion_tokens=n, end=end)
-
-
-def run_rate(stub, rate: float, args, rng: random.Random) -> dict:
-    """Sends args.requests requests with exponential inter-arrival times (mean 1/rate)."""
-    plans = []
-    t = 0.0
-    for _ in range(args.requests):
-        n_prompt = rng.randint(*args.prompt_tokens)
-        prompt = " ".join(rng.choice(WORDS) for _ in range(n_prompt))
-        plans.append((t, prompt, rng.randint(*args.output_tokens)))
-        t += rng.expovariate(rate) if rate > 0 and math.isfinite(rate) else 0.0
-    results: list = [None] * len(plans)
-    start = time.monotonic()
-
-    def worker(i, at, prompt, max_tokens):
-        delay = start + at - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        results[i] = one_request(stub, prompt, max_tokens, args.timeout_s)
-
-    threads = [threading.Thread(target=worker, args=(i, *plan)) for i, plan in enumerate(plans)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    ok = [r for r in results if r.ok]
-    duration = max((r.end for r in ok), default=start) - start
-    met = [r for r in ok if r.ttft * 1e3 <= args.ttft_slo_ms and r.tpot * 1e3 <= args.tpot_slo_ms]
-    errors = sorted({r.error for r in results if not r.ok})
-    return {
-        "rate": rate, "n": len(results), "ok": len(ok), "errors": errors,
-        "ttft": [percentile([r.ttft for r in ok], q) * 1e3 for q in (50, 90, 99)],
-        "tpot": [percentile([r.tpot for r in ok], q) * 1e3 for q in (50, 90, 99)],
-        "req_s": len(ok) / duration if duration > 0 else math.nan,
-        "tok_s": sum(r.completion_tokens for r in ok) / duration if duration > 0 else math.nan,
-        "prompt_mean": sum(r.prompt_tokens for r in ok) / len(ok) if ok else math.nan,
-        "attainment": len(met) / len(results) if results else 0.0,
-    }
-
-
-HEADER = (f"{'rate/s':>7} {'ok':>7} {'prompt':>6} {'TTFT p50':>9} {'p90':>8} {'p99':>8} "
-          f"{'TPOT p50':>9} {'p90':>7} {'p99':>7} {'req/s':>6} {'tok/s':>7} {'SLO ok':>7}")
-
-
-def row(r: dict) -> str:
-    return (f"{r['rate']:>7.2f} {r['ok']:>3}/{r['n']:<3} {r['prompt_mean']:>6.0f} "
-            f"{r['ttft'][0]:>9.1f} {r['ttft'][1]:>8.1f} {r['ttft'][2]:>8.1f} "
-            f"{r['tpot'][0]:>9.2f} {r['tpot'][1]:>7.2f} {r['tpot'][2]:>7.2f} "
-            f"{r['req_s']:>6.2f} {r['tok_s']:>7.1f} {r['attainment'] * 100:>6.1f}%")
-
-
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--router", default="127.0.0.1:50051")
-    p.add_argument("-n", "--requests", type=int, default=32)
+def parse_args(argv: list) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--router", default="127.0.0.1:50051", help="host:port (default %(default)s)")
+    p.add_argument("-n", "--requests", type=int,
+                   help="requests per rate (open loop; default 32), or in all (closed loop)")
     p.add_argument("--rate", type=float, default=1.0, help="requests/s (Poisson); inf = all at once")
     p.add_argument("--sweep", help="comma-separated rates; prints the goodput")
+    p.add_argument("--concurrency", type=int, metavar="C", help="closed loop with C clients")
+    p.add_argument("--duration-s", type=float,
+                   help="how long the closed loop sends (or the unread streams are held)")
+    p.add_argument("--backoff-ms", type=float, default=100.0,
+                   help="closed loop: a client's pause after a request not served (default 100)")
+    p.add_argument("--never-read", type=int, default=0, metavar="K",
+                   help="open K Generate streams and never read them")
+    p.add_argument("--channels", type=int,
+                   help=f"connections to the router (default: one per {STREAMS_PER_CHANNEL} "
+                        "streams)")
     p.add_argument("--prompt-tokens", type=int_range, default=(32, 128), metavar="MIN:MAX")
     p.add_argument("--output-tokens", type=int_range, default=(16, 64), metavar="MIN:MAX")
     p.add_argument("--ttft-slo-ms", type=float, default=1000.0)
     p.add_argument("--tpot-slo-ms", type=float, default=100.0)
     p.add_argument("--timeout-s", type=float, default=300.0, help="per request")
     p.add_argument("--seed", type=int, default=0, help="seeds arrivals and lengths")
-    args = p.parse_args()
-    if args.requests < 1:
+    args = p.parse_args(argv)
+    if args.requests is not None and args.requests < 1:
         p.error("--requests must be >= 1")
-    try:
-        rates = [float(x) for x in args.sweep.split(",")] if args.sweep else [args.rate]
-    except ValueError:
-        p.error(f"--sweep takes comma-separated numbers, got {args.sweep}")
-    if any(not r > 0 for r in rates):
-        p.error("rates must be > 0")
-
-    with grpc.insecure_channel(args.router) as channel:
+    if args.concurrency is not None and args.concurrency < 1:
+        p.error("--concurrency must be >= 1")
+    if args.never_read < 0:
+        p.error("--never-read must be >= 0")
+    if args.duration_s is not None and not args.duration_s > 0:
+        p.error("--duration-s must be > 0")
+    if args.channels is not None and args.channels < 1:
+        p.error("--channels must be >= 1")
+    if args.concurrency is not None:
+        if args.sweep:
+            p.error("--sweep is for the open loop, not with --concurrency")
+        if args.requests is None and args.duration_s is None:
+            p.error("--concurrency needs --duration-s or -n (or both)")
+    args.open_loop = args.concurrency is None and not args.never_read
+    if args.open_loop:
+        args.requests = args.requests or 32
         try:
-            grpc.channel_ready_future(channel).result(timeout=10)
-        except grpc.FutureTimeoutError:
-            print(f"load_gen: cannot reach the router at {args.router}", file=sys.stderr)
-            return 1
-        stub = router_pb2_grpc.RouterStub(channel)
-        print(f"# {args.requests} requests per rate; prompt {args.prompt_tokens[0]}-"
-              f"{args.prompt_tokens[1]} words, output {args.output_tokens[0]}-"
-              f"{args.output_tokens[1]} tokens; SLO TTFT <= {args.ttft_slo_ms:g} ms and "
-              f"TPOT <= {args.tpot_slo_ms:g} ms; latencies in ms")
-        print(HEADER, flush=True)
-        summaries = []
-        failed = False
-        for rate in rates:
-            r = run_rate(stub, rate, args, random.Random(args.seed))
-            summaries.append(r)
-            print(row(r), flush=True)
-            for e in r["errors"]:
-                print(f"#   error at rate {rate:g}: {e}", file=sys.stderr)
-            failed = failed or r["ok"] < r["n"]
+            args.rates = [float(x) for x in args.sweep.split(",")] if args.sweep else [args.rate]
+        except ValueError:
+            p.error(f"--sweep takes comma-separated numbers, got {args.sweep}")
+        if any(not r > 0 for r in args.rates):
+            p.error("rates must be > 0")
+    return args
+
+
+# ---- open loop -----------------------------------------------------------------------------------
+
+HEADER = (f"{'rate/s':>7} {'ok':>7} {'prompt':>6} {'TTFT p50':>9} {'p90':>8} {'p99':>8} "
+          f"{'TPOT p50':>9} {'p90':>7} {'p99':>7} {'req/s':>6} {'tok/s':>7} {'SLO ok':>7}")
+
+
+def row(rate: float, s: dict) -> str:
+    return (f"{rate:>7.2f} {s['served']:>3}/{s['n']:<3} {s['prompt_mean']:>6.0f} "
+            f"{s['ttft_ms'][0]:>9.1f} {s['ttft_ms'][1]:>8.1f} {s['ttft_ms'][2]:>8.1f} "
+            f"{s['tpot_ms'][0]:>9.2f} {s['tpot_ms'][1]:>7.2f} {s['tpot_ms'][2]:>7.2f} "
+            f"{s['req_s']:>6.2f} {s['tok_s']:>7.1f} {s['attainment'] * 100:>6.1f}%")
+
+
+async def run_rate(stub, router_pb2, rate: float, args) -> dict:
+    """Sends args.requests requests with exponential inter-arrival times (mean 1/rate)."""
+    rng = random.Random(args.seed)
+    plans = []
+    at = 0.0
+    for _ in range(args.requests):
+        plans.append((at, lc.random_request(router_pb2, rng, args.prompt_tokens,
+                                            args.output_tokens)))
+        at += rng.expovariate(rate) if math.isfinite(rate) else 0.0
+    start = time.monotonic()
+
+    async def send_at(at: float, request):
+        await asyncio.sleep(max(0.0, start + at - time.monotonic()))
+        return await lc.timed_request(stub, request, args.timeout_s)
+
+    results = await asyncio.gather(*(send_at(at, request) for at, request in plans))
+    summary = lc.summarize(results, start)
+    met = [r for r in results if r.ok and r.ttft * 1e3 <= args.ttft_slo_ms
+           and r.tpot * 1e3 <= args.tpot_slo_ms]
+    summary["attainment"] = len(met) / len(results)
+    return summary
+
+
+async def open_loop(stub, router_pb2, args) -> int:
+    print(f"# {args.requests} requests per rate; prompt {args.prompt_tokens[0]}-"
+          f"{args.prompt_tokens[1]} words, output {args.output_tokens[0]}-"
+          f"{args.output_tokens[1]} tokens; SLO TTFT <= {args.ttft_slo_ms:g} ms and "
+          f"TPOT <= {args.tpot_slo_ms:g} ms; latencies in ms")
+    print(HEADER, flush=True)
+    summaries = []
+    for rate in args.rates:
+        s = await run_rate(stub, router_pb2, rate, args)
+        summaries.append((rate, s))
+        print(row(rate, s), flush=True)
+        for code, e in sorted(s["errors"].items()):
+            print(f"#   error at rate {rate:g}: {e}", file=sys.stderr)
     if args.sweep:
-        good = [r["rate"] for r in summaries if r["attainment"] >= 0.9]
+        good = [rate for rate, s in summaries if s["attainment"] >= 0.9]
         print(f"goodput: {max(good):g} req/s (highest rate with >= 90% SLO attainment)" if good
               else "goodput: none (no rate reached 90% SLO attainment)")
-    return 1 if failed else 0
+    return 1 if any(s["served"] < s["n"] for _, s in summaries) else 0
+
+
+# ---- closed loop and unread streams ---------------------------------------------------------------
+
+async def closed_loop(stubs: list, router_pb2, args, stop: asyncio.Event) -> tuple[list, float]:
+    """args.concurrency clients, client i on stubs[i % len(stubs)]; returns (results, start)."""
+    start = time.monotonic()
+    deadline = start + args.duration_s if args.duration_s else math.inf
+    tickets = itertools.count() if args.requests is None else iter(range(args.requests))
+    results = []
+
+    async def client(i: int):
+        rng = random.Random(args.seed * 1_000_003 + i)
+        stub = stubs[i % len(stubs)]
+        while not stop.is_set() and time.monotonic() < deadline and next(tickets, None) is not None:
+            request = lc.random_request(router_pb2, rng, args.prompt_tokens, args.output_tokens)
+            result = await lc.timed_request(stub, request, args.timeout_s)
+            results.append(result)
+            if not result.ok:
+                await asyncio.sleep(args.backoff_ms / 1e3)
+
+    await asyncio.gather(*(client(i) for i in range(args.concurrency)))
+    return results, start
+
+
+async def open_unread(stubs: list, router_pb2, args) -> list:
+    rng = random.Random(args.seed + 7)
+    calls = await asyncio.gather(
+        *(lc.open_unread_stream(stubs[i % len(stubs)],
+                                lc.random_request(router_pb2, rng, args.prompt_tokens,
+                                                  args.output_tokens))
+          for i in range(args.never_read)), return_exceptions=True)
+    print(f"load_gen: {args.never_read} unread streams open", file=sys.stderr, flush=True)
+    return calls
+
+
+async def close_unread(calls: list) -> dict:
+    """Cancels the unread streams; counts those still open and how the others had ended."""
+    ended = collections.Counter()
+    still_open = 0
+    for call in calls:
+        if isinstance(call, grpc.aio.AioRpcError):  # the request could not even be sent
+            ended[call.code().name] += 1
+        elif isinstance(call, BaseException):
+            ended[type(call).__name__] += 1
+        elif call.done():
+            ended[(await call.code()).name] += 1
+        else:
+            still_open += 1
+            call.cancel()
+    return {"opened": len(calls), "still_open": still_open, "ended": dict(sorted(ended.items()))}
+
+
+def finite_or_none(x: float):
+    return x if math.isfinite(x) else None
+
+
+def report(args, s: dict | None, unread: dict | None) -> None:
+    """The human summary of a closed loop (if any), then the JSON line."""
+    line = {"mode": "closed_loop" if s else "never_read", "concurrency": args.concurrency or 0,
+            "never_read": args.never_read}
+    if s:
+        failed = ", ".join(f"{n} {code}" for code, n in s["failed"].items()) or "0"
+        print(f"served {s['served']}, refused {s['refused']} (RESOURCE_EXHAUSTED), failed "
+              f"{failed}; {s['req_s']:.2f} req/s, {s['tok_s']:.1f} tok/s over "
+              f"{s['duration_s']:.1f} s")
+        for name in ("ttft", "tpot"):
+            p = s[f"{name}_ms"]
+            print(f"{name.upper()} p50/p90/p99 ms: {p[0]:.1f} / {p[1]:.1f} / {p[2]:.1f}")
+        for code, e in sorted(s["errors"].items()):
+            print(f"#   {code}, e.g.: {e}", file=sys.stderr)
+        line.update({
+            "requests": s["n"], "served": s["served"], "refused": s["refused"],
+            "failed": s["failed"], "duration_s": round(s["duration_s"], 3),
+            "requests_per_s": finite_or_none(s["req_s"]), "tokens_per_s": finite_or_none(s["tok_s"]),
+            **{f"{name}_ms": dict(zip(("p50", "p90", "p99"),
+                                      (finite_or_none(v) for v in s[f"{name}_ms"])))
+               for name in ("ttft", "tpot")},
+        })
+    if unread:
+        line["unread_streams"] = unread
+    print(json.dumps(line), flush=True)
+
+
+async def closed_loop_and_unread(channels: list, router_pb2, router_pb2_grpc, args) -> int:
+    stubs = [router_pb2_grpc.RouterStub(c) for c in channels]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    calls = await open_unread(stubs, router_pb2, args) if args.never_read else []
+    summary = None
+    if args.concurrency:
+        print(f"# closed loop: {args.concurrency} clients on {len(channels)} connections, "
+              + (f"{args.duration_s:g} s" if args.duration_s else "")
+              + (" or " if args.duration_s and args.requests else "")
+              + (f"{args.requests} requests" if args.requests else "")
+              + f"; prompt {args.prompt_tokens[0]}-{args.prompt_tokens[1]} words, output "
+              f"{args.output_tokens[0]}-{args.output_tokens[1]} tokens", flush=True)
+        results, start = await closed_loop(stubs, router_pb2, args, stop)
+        summary = lc.summarize(results, start)
+    elif args.duration_s:
+        try:
+            await asyncio.wait_for(stop.wait(), args.duration_s)
+        except asyncio.TimeoutError:
+            pass
+    else:
+        await stop.wait()
+    unread = await close_unread(calls) if args.never_read else None
+    report(args, summary, unread)
+    return 1 if summary and summary["failed"] else 0
+
+
+async def main_async(args) -> int:
+    router_pb2, router_pb2_grpc = lc.load_stubs()
+    n_streams = (args.concurrency or 0) + args.never_read
+    n_channels = args.channels or max(1, math.ceil(n_streams / STREAMS_PER_CHANNEL))
+    channels = lc.make_channels(args.router, n_channels)
+    try:
+        try:
+            await asyncio.gather(*(asyncio.wait_for(c.channel_ready(), 10) for c in channels))
+        except asyncio.TimeoutError:
+            print(f"load_gen: cannot reach the router at {args.router}", file=sys.stderr)
+            return 1
+        if args.open_loop:
+            return await open_loop(router_pb2_grpc.RouterStub(channels[0]), router_pb2, args)
+        return await closed_loop_and_unread(channels, router_pb2, router_pb2_grpc, args)
+    finally:
+        await asyncio.gather(*(c.close() for c in channels))
+
+
+def main(argv: list) -> int:
+    return asyncio.run(main_async(parse_args(argv)))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

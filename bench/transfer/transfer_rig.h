@@ -76,7 +76,7 @@ class SenderRig {
                                   int32_t first_token);
 
  private:
-  kv_transfer::KvChannels channels_;
+  rpc::ChannelCache channels_;
   std::vector<std::pair<std::string, std::unique_ptr<kv_transfer::KvSendTransports>>> by_name_;
 };
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 
 namespace pdserve::rpc {
@@ -48,6 +49,8 @@ class ShutdownSignals {
 struct ServerOptions {
   std::string listen = "127.0.0.1:0";  // HOST:PORT; port 0 picks a free one
   int max_receive_message_bytes = 0;   // 0: gRPC's default (4 MiB)
+  // How callers must connect (ClusterSecurity::ServerCredentials); null: plaintext.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
 };
 
 class ServingServer {

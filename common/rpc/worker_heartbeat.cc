@@ -6,29 +6,15 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
-#include "grpcpp/support/channel_arguments.h"
+#include "common/rpc/channel_cache.h"
 
 namespace pdserve::rpc {
-namespace {
-
-// gRPC's default reconnect backoff grows to minutes; a worker must notice a router that comes
-// back within a second or so.
-std::shared_ptr<grpc::Channel> NewRouterChannel(const std::string& address) {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
-}
-
-}  // namespace
 
 WorkerHeartbeat::WorkerHeartbeat(WorkerHeartbeatOptions options, WorkerLoadFn load)
     : options_(std::move(options)),
       load_(std::move(load)),
-      stub_(v1::WorkerRegistry::NewStub(NewRouterChannel(options_.router_address))),
+      stub_(v1::WorkerRegistry::NewStub(NewClusterChannel(options_.router_address,
+                                                                options_.router_channel))),
       interval_(options_.default_heartbeat_interval) {}
 
 WorkerHeartbeat::~WorkerHeartbeat() { Stop(); }

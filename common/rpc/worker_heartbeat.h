@@ -20,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/rpc/channel_cache.h"
 #include "common/rpc/server_process.h"
 #include "common.pb.h"
 #include "router.pb.h"
@@ -29,6 +30,8 @@ namespace pdserve::rpc {
 
 struct WorkerHeartbeatOptions {
   std::string router_address;      // host:port of the router's WorkerRegistry
+  // The channel to the router: the cluster's credentials (ClusterSecurity).
+  ChannelOptions router_channel;
   std::string worker_id;
   v1::WorkerRole role = v1::WORKER_ROLE_UNSPECIFIED;
   std::string advertised_address;  // host:port the router gives to others for this worker

@@ -1,21 +1,23 @@
-// libFuzzer target for GgufFile::Parse: any input must give an error or a file whose every
-// tensor lies inside the input. Built and run by deploy/fuzz-gguf.sh (clang, ASan + UBSan).
-#include <cstddef>
-#include <cstdint>
-
+// GgufFile::Parse: any input must give an error or a file whose every tensor lies inside the
+// input (ASan reports a tensor range outside it).
 #include "common/gguf/gguf_file.h"
+#include "tests/fuzz/fuzz_targets.h"
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  absl::StatusOr<std::unique_ptr<pdserve::gguf::GgufFile>> file =
-      pdserve::gguf::GgufFile::Parse(absl::MakeConstSpan(data, size), "fuzz.gguf");
+namespace pdserve::fuzz {
+
+bool InitGgufFuzz() { return true; }
+
+int GgufFuzz(const uint8_t* data, size_t size) {
+  absl::StatusOr<std::unique_ptr<gguf::GgufFile>> file =
+      gguf::GgufFile::Parse(absl::MakeConstSpan(data, size), "fuzz.gguf");
   if (!file.ok()) return 0;
-  const pdserve::gguf::GgufFile& g = **file;
-  // Touch the first and last byte of every tensor: ASan reports any range outside the input.
+  const gguf::GgufFile& g = **file;
+  // Touch the first and last byte of every tensor.
   volatile uint8_t sink = 0;
-  for (const pdserve::gguf::TensorInfo& t : g.tensors()) {
-    if (t.n_bytes == 0 || t.n_elements() <= 0) __builtin_trap();
+  for (const gguf::TensorInfo& t : g.tensors()) {
+    PDSERVE_FUZZ_CHECK(t.n_bytes != 0 && t.n_elements() > 0, "tensor '" + t.name + "' is empty");
     sink = sink + t.data[0] + t.data[t.n_bytes - 1];
-    if (g.FindTensor(t.name) != &t) __builtin_trap();
+    PDSERVE_FUZZ_CHECK(g.FindTensor(t.name) == &t, "FindTensor('" + t.name + "') is another");
   }
   // Exercise the typed getters on every key.
   for (const auto& [key, value] : g.metadata()) {
@@ -28,3 +30,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   return 0;
 }
+
+}  // namespace pdserve::fuzz
+
+PDSERVE_FUZZ_TARGET(pdserve::fuzz::InitGgufFuzz, pdserve::fuzz::GgufFuzz)

@@ -300,7 +300,7 @@ class PrefillWorkerTest : public ::testing::Test {
   std::unique_ptr<grpc::Server> decode_server_;
   int decode_port_ = 0;
   std::string decode_address_;
-  kv_transfer::KvChannels channels_;
+  rpc::ChannelCache channels_;
   kv_transfer::KvSendTransports sinks_{kv_transfer::TransportMode::kAuto};
   std::unique_ptr<PrefillScheduler> scheduler_;
   std::unique_ptr<PrefillService> service_;

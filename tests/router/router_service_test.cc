@@ -15,7 +15,9 @@
 #include "absl/strings/str_cat.h"
 #include "common/sampling/text_stream.h"
 #include "grpcpp/grpcpp.h"
+#include "router/grpc_worker_clients.h"
 #include "router/registry_service.h"
+#include "router/relay.h"
 #include "worker.grpc.pb.h"
 
 namespace pdserve::router {
@@ -142,7 +144,9 @@ class RouterServiceTest : public ::testing::Test {
     ASSERT_NE(workers_server_, nullptr);
     worker_address_ = absl::StrCat("127.0.0.1:", worker_port);
 
-    service_ = std::make_unique<RouterService>(*model_, registry_, stats_, clock_);
+    relay_ = std::make_unique<Relay>(*model_, registry_, stats_, prefill_client_, decode_client_,
+                                     clock_, RelayOptions{});
+    service_ = std::make_unique<RouterService>(*relay_, registry_, stats_);
     registry_service_ = std::make_unique<RegistryService>(registry_, 500);
     grpc::ServerBuilder builder;
     int port = 0;
@@ -225,6 +229,10 @@ class RouterServiceTest : public ::testing::Test {
   FakeDecode decode_;
   std::unique_ptr<grpc::Server> workers_server_;
   std::string worker_address_;
+  rpc::ChannelCache channels_;
+  GrpcPrefillClient prefill_client_{channels_};
+  GrpcDecodeClient decode_client_{channels_};
+  std::unique_ptr<Relay> relay_;
   std::unique_ptr<RouterService> service_;
   std::unique_ptr<RegistryService> registry_service_;
   std::unique_ptr<grpc::Server> router_server_;
@@ -428,16 +436,28 @@ TEST_F(RouterServiceTest, NoWorkersIsUnavailable) {
   EXPECT_NE(r.status.error_message().find("prefill"), std::string::npos);
 }
 
-TEST_F(RouterServiceTest, WorkerErrorReachesTheClientAndTheNextRequestSucceeds) {
+TEST_F(RouterServiceTest, BusyPrefillWorkerIsAskedAgainInsteadOfFailingTheClient) {
   RegisterWorkers();
   prefill_.next_errors.push_back(
       grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "prefill queue is full"));
   decode_.tokens = {Byte('b')};
+  Result ok = Generate(TextRequest("Once", 2));
+  ASSERT_TRUE(ok.status.ok()) << ok.status.error_message();
+  EXPECT_EQ(ok.text, "ab");
+  std::lock_guard<std::mutex> lock(prefill_.mu);
+  EXPECT_EQ(prefill_.n_calls, 2);
+}
+
+TEST_F(RouterServiceTest, RefusedPrefillReachesTheClientNamingTheWorker) {
+  RegisterWorkers();
+  prefill_.next_errors.push_back(
+      grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the handoff's layout differs"));
+  decode_.tokens = {Byte('b')};
   Result failed = Generate(TextRequest("Once", 2));
-  EXPECT_EQ(failed.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
-  EXPECT_NE(failed.status.error_message().find("prefill-0"), std::string::npos)
+  EXPECT_EQ(failed.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(failed.status.error_message().find("prefill worker 'prefill-0'"), std::string::npos)
       << failed.status.error_message();
-  EXPECT_NE(failed.status.error_message().find("queue is full"), std::string::npos);
+  EXPECT_NE(failed.status.error_message().find("layout differs"), std::string::npos);
 
   Result ok = Generate(TextRequest("Once", 2));
   ASSERT_TRUE(ok.status.ok()) << ok.status.error_message();
@@ -447,12 +467,12 @@ TEST_F(RouterServiceTest, WorkerErrorReachesTheClientAndTheNextRequestSucceeds) 
 TEST_F(RouterServiceTest, DecodeWorkerErrorNamesTheWorkerAndSkipsPrefill) {
   RegisterWorkers();
   decode_.next_errors.push_back(
-      grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "the request can never fit"));
+      grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the prompt is empty"));
   Result failed = Generate(TextRequest("Once", 2));
-  EXPECT_EQ(failed.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(failed.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(failed.status.error_message().find("decode worker 'decode-0'"), std::string::npos)
       << failed.status.error_message();
-  EXPECT_NE(failed.status.error_message().find("can never fit"), std::string::npos);
+  EXPECT_NE(failed.status.error_message().find("prompt is empty"), std::string::npos);
   {
     std::lock_guard<std::mutex> lock(prefill_.mu);
     EXPECT_EQ(prefill_.n_calls, 0);

@@ -5,27 +5,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/kv_transfer/grpc/handoff_proto.h"
 #include "common/rpc/grpc_status.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
-#include "grpcpp/support/channel_arguments.h"
 
 namespace pdserve::kv_transfer {
-
-std::shared_ptr<grpc::Channel> KvChannels::For(const std::string& address) {
-  absl::MutexLock lock(&mu_);
-  std::shared_ptr<grpc::Channel>& channel = channels_[address];
-  if (channel == nullptr) {
-    grpc::ChannelArguments args;
-    // A restarted decode worker must be reachable again within a second, not after gRPC's
-    // default backoff of up to two minutes.
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-    args.SetMaxSendMessageSize(-1);
-    channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
-  }
-  return channel;
-}
 
 KvControlStream::KvControlStream(std::shared_ptr<grpc::Channel> channel, std::string address,
                                  SenderHello hello, absl::Time deadline)

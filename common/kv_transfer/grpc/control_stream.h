@@ -2,7 +2,6 @@
 // The client side of a handoff's control stream (KvReceiver.PushKv), which every transport keeps
 // open for the whole handoff: the first chunk says hello (token, transport, layout, prompt
 // size), the last carries the first token, and the call's response is decode's acknowledgement.
-// Also the channel cache every transport uses to reach decode workers.
 
 #include <map>
 #include <memory>
@@ -12,23 +11,13 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/kv_transfer/kv_send_stream.h"
+#include "common/rpc/channel_cache.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/support/sync_stream.h"
 #include "kv_transfer.grpc.pb.h"
 
 namespace pdserve::kv_transfer {
-
-// One channel per decode address, reconnecting within a second after a decode worker restarts.
-// Thread-safe.
-class KvChannels {
- public:
-  std::shared_ptr<grpc::Channel> For(const std::string& address);
-
- private:
-  absl::Mutex mu_;
-  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_ ABSL_GUARDED_BY(mu_);
-};
 
 class KvControlStream {
  public:

@@ -39,7 +39,7 @@ absl::StatusOr<std::unique_ptr<KvSendStream>> GrpcKvSendTransport::Open(
     const Handoff& handoff, const TransportOffer& offer, const SenderHello& hello,
     absl::Time deadline) {
   return std::make_unique<GrpcKvSendStream>(std::make_unique<KvControlStream>(
-      channels_.For(handoff.control_address), handoff.control_address, hello, deadline));
+      channels_.Get(handoff.control_address), handoff.control_address, hello, deadline));
 }
 
 }  // namespace pdserve::kv_transfer

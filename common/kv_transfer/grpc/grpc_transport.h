@@ -13,7 +13,7 @@ namespace pdserve::kv_transfer {
 class GrpcKvSendTransport final : public KvSendTransport {
  public:
   // `channels` outlives the transport.
-  explicit GrpcKvSendTransport(KvChannels& channels) : channels_(channels) {}
+  explicit GrpcKvSendTransport(rpc::ChannelCache& channels) : channels_(channels) {}
 
   absl::string_view name() const override { return kGrpcTransport; }
   bool CanUse(const TransportOffer& offer) override { return true; }
@@ -23,7 +23,7 @@ class GrpcKvSendTransport final : public KvSendTransport {
                                                      absl::Time deadline) override;
 
  private:
-  KvChannels& channels_;
+  rpc::ChannelCache& channels_;
 };
 
 // The chunk that carries `blocks` on the control stream: headers and keys, and the bytes too

@@ -1,5 +1,6 @@
 #include "common/kv_transfer/grpc/kv_receiver_service.h"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,64 +50,116 @@ absl::Status ReceiveChunk(KvReceiveSession& session, const std::string& transpor
   return error;
 }
 
-}  // namespace
-
-grpc::Status KvReceiverService::PushKv(grpc::ServerContext* context,
-                                       grpc::ServerReader<v1::KvChunk>* reader,
-                                       v1::PushKvResponse* response) {
-  v1::KvChunk chunk;
-  if (!reader->Read(&chunk)) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the KV stream carried no chunk");
+// One PushKv call: the first chunk opens the session, each later one is received as it comes.
+// Reactions of one read reactor never overlap (one read in flight at a time), so its state needs
+// no lock.
+class PushKvReactor final : public grpc::ServerReadReactor<v1::KvChunk> {
+ public:
+  PushKvReactor(KvReservationTable& table, kv::KvBlockPool& pool,
+                const std::vector<std::string>& accepted, grpc::CallbackServerContext* context,
+                v1::PushKvResponse* response)
+      : table_(table), pool_(pool), accepted_(accepted), context_(context), response_(response) {
+    StartRead(&chunk_);
   }
-  absl::StatusOr<SenderHello> hello = HelloFromChunk(chunk);
-  if (!hello.ok()) {
-    // A token holder that sent a broken hello fails its reservation; anyone else touches nothing.
-    if (!absl::IsPermissionDenied(hello.status())) {
-      table_.Fail(chunk.transfer_token(), hello.status());
+
+  void OnReadDone(bool ok) override {
+    const absl::Status s = ok ? OnChunk() : OnEnd();
+    if (!ok || !s.ok()) {
+      Finish(rpc::ToGrpcStatus(s));
+      return;
     }
-    return rpc::ToGrpcStatus(hello.status());
+    StartRead(&chunk_);
   }
-  absl::StatusOr<KvReceiveSession> session =
-      KvReceiveSession::Open(table_, pool_, *hello, accepted_);
-  if (!session.ok()) return rpc::ToGrpcStatus(session.status());
+  void OnDone() override { delete this; }
 
-  bool done = false;
-  int64_t n_blocks = 0;
-  do {
+ private:
+  absl::Status OnChunk() {
+    if (!session_.has_value()) return Open();
     absl::Status problem;
-    if (done) {
+    if (done_) {
       problem = absl::InvalidArgumentError(absl::StrCat(
-          "request '", hello->request_id, "': a KV chunk came after the last one"));
-    } else if (!chunk.request_id().empty() && chunk.request_id() != hello->request_id) {
+          "request '", hello_.request_id, "': a KV chunk came after the last one"));
+    } else if (!chunk_.request_id().empty() && chunk_.request_id() != hello_.request_id) {
       problem = absl::InvalidArgumentError(absl::StrCat("KV stream for request '",
-                                                        hello->request_id,
+                                                        hello_.request_id,
                                                         "' carries a chunk for '",
-                                                        chunk.request_id(), "'"));
+                                                        chunk_.request_id(), "'"));
     }
     if (!problem.ok()) {
-      session->Fail(problem);
-      return rpc::ToGrpcStatus(problem);
+      session_->Fail(problem);
+      return problem;
     }
-    if (absl::Status s = ReceiveChunk(*session, hello->transport, chunk); !s.ok()) {
-      return rpc::ToGrpcStatus(s);
+    if (absl::Status s = ReceiveChunk(*session_, hello_.transport, chunk_); !s.ok()) return s;
+    n_blocks_ += chunk_.blocks_size();
+    if (chunk_.last()) {
+      if (absl::Status s = session_->Complete(chunk_.first_token()); !s.ok()) return s;
+      done_ = true;
     }
-    n_blocks += chunk.blocks_size();
-    if (chunk.last()) {
-      if (absl::Status s = session->Complete(chunk.first_token()); !s.ok()) {
-        return rpc::ToGrpcStatus(s);
-      }
-      done = true;
-    }
-  } while (reader->Read(&chunk));
-  if (!done) {
-    absl::Status error = absl::AbortedError(absl::StrCat(
-        "request '", hello->request_id, "': the KV stream ended before its last chunk",
-        context->IsCancelled() ? " (the sender cancelled or went away)" : ""));
-    session->Fail(error);
-    return rpc::ToGrpcStatus(error);
+    return absl::OkStatus();
   }
-  response->set_blocks_received(static_cast<int32_t>(n_blocks));
-  return grpc::Status::OK;
+
+  // The first chunk: the hello, then (it may carry blocks too) handled as any other.
+  absl::Status Open() {
+    absl::StatusOr<SenderHello> hello = HelloFromChunk(chunk_);
+    if (!hello.ok()) {
+      // A token holder that sent a broken hello fails its reservation; anyone else touches
+      // nothing.
+      if (!absl::IsPermissionDenied(hello.status())) {
+        table_.Fail(chunk_.transfer_token(), hello.status());
+      }
+      return hello.status();
+    }
+    absl::StatusOr<KvReceiveSession> session =
+        KvReceiveSession::Open(table_, pool_, *hello, accepted_);
+    if (!session.ok()) return session.status();
+    hello_ = *std::move(hello);
+    session_.emplace(*std::move(session));
+    return OnChunk();
+  }
+
+  // The sender closed the stream (or went away): the status the call ends with.
+  absl::Status OnEnd() {
+    if (!session_.has_value()) {
+      return absl::InvalidArgumentError("the KV stream carried no chunk");
+    }
+    if (!done_) {
+      absl::Status error = absl::AbortedError(absl::StrCat(
+          "request '", hello_.request_id, "': the KV stream ended before its last chunk",
+          context_->IsCancelled() ? " (the sender cancelled or went away)" : ""));
+      session_->Fail(error);
+      return error;
+    }
+    response_->set_blocks_received(static_cast<int32_t>(n_blocks_));
+    return absl::OkStatus();
+  }
+
+  KvReservationTable& table_;
+  kv::KvBlockPool& pool_;
+  const std::vector<std::string>& accepted_;
+  grpc::CallbackServerContext* const context_;
+  v1::PushKvResponse* const response_;
+  v1::KvChunk chunk_;
+  SenderHello hello_;
+  std::optional<KvReceiveSession> session_;
+  bool done_ = false;  // the last chunk was received
+  int64_t n_blocks_ = 0;
+};
+
+class RejectedPushKv final : public grpc::ServerReadReactor<v1::KvChunk> {
+ public:
+  explicit RejectedPushKv(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+grpc::ServerReadReactor<v1::KvChunk>* RejectPushKv(const grpc::Status& status) {
+  return new RejectedPushKv(status);
+}
+
+grpc::ServerReadReactor<v1::KvChunk>* KvReceiverService::PushKv(
+    grpc::CallbackServerContext* context, v1::PushKvResponse* response) {
+  return new PushKvReactor(table_, pool_, accepted_, context, response);
 }
 
 }  // namespace pdserve::kv_transfer

@@ -4,17 +4,21 @@
 // with the transfer token (no token or a wrong one: PERMISSION_DENIED, nothing touched); block
 // chunks are received by copy ("grpc") or checked in place ("shm"); the last chunk completes the
 // reservation. A stream that ends before its last chunk fails the reservation (ABORTED).
+//
+// On gRPC's callback API: each chunk is handled in OnReadDone (the session's work is CPU-only
+// and short: checks, one block copy into the pool), no thread is held between chunks.
 
 #include <string>
 #include <vector>
 
 #include "common/kv/kv_block_pool.h"
 #include "common/kv_transfer/reservation_table.h"
+#include "grpcpp/support/server_callback.h"
 #include "kv_transfer.grpc.pb.h"
 
 namespace pdserve::kv_transfer {
 
-class KvReceiverService final : public v1::KvReceiver::Service {
+class KvReceiverService final : public v1::KvReceiver::CallbackService {
  public:
   // Both outlive the service; `pool` is the pool the table's reservations hold blocks of.
   // `accepted`: the transports this worker offers (grpc, shm, tcp); a hello naming another
@@ -23,13 +27,18 @@ class KvReceiverService final : public v1::KvReceiver::Service {
                     std::vector<std::string> accepted = {})
       : table_(table), pool_(pool), accepted_(std::move(accepted)) {}
 
-  grpc::Status PushKv(grpc::ServerContext* context, grpc::ServerReader<v1::KvChunk>* reader,
-                      v1::PushKvResponse* response) override;
+  // A check that must refuse the call before anything else happens fits as the first line:
+  //   if (!ok) return RejectPushKv(status);
+  grpc::ServerReadReactor<v1::KvChunk>* PushKv(grpc::CallbackServerContext* context,
+                                               v1::PushKvResponse* response) override;
 
  private:
   KvReservationTable& table_;
   kv::KvBlockPool& pool_;
   const std::vector<std::string> accepted_;
 };
+
+// A PushKv reactor that ends the call with `status` and reads nothing.
+grpc::ServerReadReactor<v1::KvChunk>* RejectPushKv(const grpc::Status& status);
 
 }  // namespace pdserve::kv_transfer

@@ -74,7 +74,7 @@ constexpr absl::Duration kWriteMargin = absl::Seconds(1);
 
 }  // namespace
 
-ShmKvSendTransport::ShmKvSendTransport(KvChannels& channels) : channels_(channels) {
+ShmKvSendTransport::ShmKvSendTransport(rpc::ChannelCache& channels) : channels_(channels) {
   absl::StatusOr<std::string> boot_id = HostBootId();
   if (boot_id.ok()) boot_id_ = *boot_id;
 }
@@ -117,7 +117,7 @@ absl::StatusOr<std::unique_ptr<KvSendStream>> ShmKvSendTransport::Open(
                                        : handoff.lease_expiry - kWriteMargin;
   return std::make_unique<ShmKvSendStream>(
       *std::move(region), write_deadline, handoff.request_id,
-      std::make_unique<KvControlStream>(channels_.For(handoff.control_address),
+      std::make_unique<KvControlStream>(channels_.Get(handoff.control_address),
                                         handoff.control_address, hello, deadline));
 }
 

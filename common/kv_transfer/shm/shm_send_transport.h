@@ -19,7 +19,7 @@ namespace pdserve::kv_transfer {
 class ShmKvSendTransport final : public KvSendTransport {
  public:
   // `channels` outlives the transport. Reads this host's boot id once.
-  explicit ShmKvSendTransport(KvChannels& channels);
+  explicit ShmKvSendTransport(rpc::ChannelCache& channels);
 
   absl::string_view name() const override { return kShmTransport; }
   // The offer's host id is this host's and its object opens (the mapping is kept for later).
@@ -34,7 +34,7 @@ class ShmKvSendTransport final : public KvSendTransport {
   // The mapping of `name`, opening it on first use. Thread-safe.
   absl::StatusOr<std::shared_ptr<SharedMemoryRegion>> Region(const std::string& name);
 
-  KvChannels& channels_;
+  rpc::ChannelCache& channels_;
   std::string boot_id_;  // empty when unknown: shm is then never used
   absl::Mutex mu_;
   // Decode pools mapped so far. A restarted decode worker creates a new object; the few stale

@@ -200,7 +200,7 @@ absl::StatusOr<std::unique_ptr<KvSendStream>> TcpKvSendTransport::Open(
   }
   SenderHello tcp_hello = hello;
   tcp_hello.transport = std::string(kTcpTransport);
-  auto control = std::make_unique<KvControlStream>(channels_.For(handoff.control_address),
+  auto control = std::make_unique<KvControlStream>(channels_.Get(handoff.control_address),
                                                    handoff.control_address,
                                                    std::move(tcp_hello), deadline);
   // The hello goes now, so that decode checks it (and notices a sender that dies) before any

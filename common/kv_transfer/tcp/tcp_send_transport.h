@@ -19,7 +19,7 @@ namespace pdserve::kv_transfer {
 class TcpKvSendTransport final : public KvSendTransport {
  public:
   // `channels` outlives the transport. Thread-safe: streams are independent.
-  explicit TcpKvSendTransport(KvChannels& channels) : channels_(channels) {}
+  explicit TcpKvSendTransport(rpc::ChannelCache& channels) : channels_(channels) {}
 
   absl::string_view name() const override { return kTcpTransport; }
   // Whether the offer's endpoint is "host:port" or ":port" (the host of the handoff's control
@@ -40,7 +40,7 @@ class TcpKvSendTransport final : public KvSendTransport {
                                                      absl::Time deadline) override;
 
  private:
-  KvChannels& channels_;
+  rpc::ChannelCache& channels_;
 };
 
 }  // namespace pdserve::kv_transfer

@@ -105,7 +105,7 @@ struct DecodeSide {
 };
 
 // Every transport, the one `mode` names chosen per handoff.
-std::unique_ptr<KvSendTransports> SendTransports(KvChannels& channels, const std::string& mode) {
+std::unique_ptr<KvSendTransports> SendTransports(rpc::ChannelCache& channels, const std::string& mode) {
   auto transports = std::make_unique<KvSendTransports>(*ParseTransportMode(mode));
   transports->Add(std::make_unique<GrpcKvSendTransport>(channels));
   transports->Add(std::make_unique<ShmKvSendTransport>(channels));
@@ -146,7 +146,7 @@ TEST_P(KvTransportTest, DeliversByteIdenticalBlocks) {
   const Handoff handoff = decode.HandoffFor("req-1", token, token);
   ASSERT_TRUE(CheckHandoff(handoff, layout, "", n_prompt).ok());
 
-  KvChannels channels;
+  rpc::ChannelCache channels;
   const std::unique_ptr<KvSendTransports> transports = SendTransports(channels, transport);
   SenderHello hello{"req-1", token, "", layout, "", n_prompt};
   absl::StatusOr<std::unique_ptr<KvSendStream>> stream =
@@ -240,7 +240,7 @@ TEST_F(KvTransportRefusalTest, WrongTokenIsRefusedAndTouchesNoBlock) {
   for (const std::string transport : {"grpc", "tcp", "shm"}) {
     SCOPED_TRACE(transport);
     const Handoff handoff = decode_.HandoffFor("r", token, guess);
-    KvChannels channels;
+    rpc::ChannelCache channels;
     const SenderHello hello{"r", guess, "", layout_, "", 40};
     const absl::Status status = Send(
         handoff,
@@ -265,7 +265,7 @@ class KvTransportOfferTest : public KvTransportRefusalTest {
 TEST_F(KvTransportOfferTest, ATransportTheDecodeWorkerDoesNotOfferIsRefused) {
   const std::string token = decode_.table->Reserve("r", 40);
   const Handoff handoff = decode_.HandoffFor("r", token, token);  // as if it offered tcp
-  KvChannels channels;
+  rpc::ChannelCache channels;
   TcpKvSendTransport tcp(channels);
   const SenderHello hello{"r", token, "tcp", layout_, "", 40};
   const absl::Status status =
@@ -287,7 +287,7 @@ TEST_F(KvTransportRefusalTest, ShmWritesNothingPastTheLeaseOrAfterCancel) {
     const std::string token = decode_.table->Reserve("r", 40);
     Handoff handoff = decode_.HandoffFor("r", token, token);
     handoff.lease_expiry = expired ? absl::Now() : absl::Now() + absl::Seconds(60);
-    KvChannels channels;
+    rpc::ChannelCache channels;
     ShmKvSendTransport shm(channels);
     const SenderHello hello{"r", token, "shm", layout_, "", 40};
     const absl::Status status =

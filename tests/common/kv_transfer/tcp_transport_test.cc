@@ -197,7 +197,7 @@ class TcpTransportTest : public ::testing::Test {
   std::unique_ptr<grpc::Server> server_;
   std::string control_address_;
   std::unique_ptr<TcpKvReceiver> receiver_;
-  KvChannels channels_;
+  rpc::ChannelCache channels_;
   std::unique_ptr<TcpKvSendTransport> transport_;
   std::vector<std::unique_ptr<Sequence>> sequences_;
 };
