@@ -32,11 +32,12 @@ class PrefillHandle final : public CancellableCall {
   std::shared_ptr<PrefillCallState> state_;
 };
 
-// One Decode stream. The reactor owns itself and is deleted in OnDone. While the relay holds
-// the handle, a hold keeps the call from completing (so Read and Cancel never touch a finished
-// call); dropping the handle cancels the call and removes the hold. A read that fails also
-// removes the hold, so that OnDone can bring the call's status, which is then delivered as the
-// stream's end.
+// One Decode stream. Owned jointly by gRPC (until OnDone) and the relay's handle (until it is
+// dropped): deleted when both are done, so that the handle's Read, Cancel and drop never touch
+// a deleted reactor, whatever gRPC did meanwhile. While the handle holds it, a hold keeps the
+// call from completing (Read never starts on a finished call); dropping the handle cancels the
+// call and removes the hold. A read that fails also removes the hold, so that OnDone can bring
+// the call's status, which is then delivered as the stream's end.
 class DecodeReactor final : public grpc::ClientReadReactor<v1::DecodeEvent> {
  public:
   DecodeReactor(std::shared_ptr<grpc::Channel> channel, const v1::DecodeRequest& request,
@@ -56,12 +57,15 @@ class DecodeReactor final : public grpc::ClientReadReactor<v1::DecodeEvent> {
     detached_ = true;
     context_.TryCancel();
     ReleaseHandleHold();
+    Unref();
   }
 
   void OnReadDone(bool ok) override {
     if (ok) {
-      on_result_(DecodeStreamResult{std::move(event_), absl::OkStatus()});
+      // event_ is free again before the relay sees the event: its next Read may come at once.
+      DecodeStreamResult result{std::move(event_), absl::OkStatus()};
       event_.Clear();
+      on_result_(std::move(result));
       return;
     }
     read_failed_ = true;
@@ -75,13 +79,17 @@ class DecodeReactor final : public grpc::ClientReadReactor<v1::DecodeEvent> {
       if (end.ok()) end = absl::InternalError("the decode stream ended without `finished`");
       on_result_(DecodeStreamResult{std::nullopt, std::move(end)});
     }
-    delete this;
+    Unref();
   }
 
  private:
   // Both the handle's drop and a failed read remove the one hold: whichever comes first.
   void ReleaseHandleHold() {
     if (!hold_released_.exchange(true)) RemoveHold();
+  }
+  // gRPC's reference (OnDone) and the handle's (Detach).
+  void Unref() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
   }
 
   std::unique_ptr<v1::DecodeWorker::Stub> stub_;
@@ -91,6 +99,7 @@ class DecodeReactor final : public grpc::ClientReadReactor<v1::DecodeEvent> {
   std::atomic<bool> detached_{false};
   bool read_failed_ = false;  // set by the last OnReadDone, read by OnDone (ordered by gRPC)
   std::atomic<bool> hold_released_{false};
+  std::atomic<int> refs_{2};
 };
 
 class DecodeHandle final : public DecodeStream {
@@ -101,7 +110,7 @@ class DecodeHandle final : public DecodeStream {
   void Cancel() override { reactor_->Cancel(); }
 
  private:
-  DecodeReactor* const reactor_;  // alive until Detach: the hold keeps OnDone away
+  DecodeReactor* const reactor_;  // alive until Detach: the handle holds a reference
 };
 
 }  // namespace

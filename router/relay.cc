@@ -60,7 +60,9 @@ struct RelayCall::StrandState {
   WorkerSnapshot admitted_decode;  // chosen by admission for the first attempt (may be empty)
   std::string held_worker;         // the decode worker charged with held_blocks
   int64_t held_blocks = 0;
-  int n_worker_calls = 0;
+  int n_attempts = 0;      // against max_attempts
+  int n_busy_retries = 0;  // against max_busy_retries
+  bool next_is_busy_retry = false;
   WorkerSnapshot decode_worker;
   WorkerSnapshot prefill_worker;
   std::unique_ptr<DecodeStream> decode_stream;
@@ -188,6 +190,14 @@ void RelayCall::Admitted(const WorkerSnapshot& decode, int64_t blocks) {
   StartAttempt();
 }
 
+bool RelayCall::CountAttempt() {
+  StrandState& s = *s_;
+  const bool busy = s.next_is_busy_retry;
+  s.next_is_busy_retry = false;
+  if (busy) return ++s.n_busy_retries <= relay_.options_.max_busy_retries;
+  return ++s.n_attempts <= relay_.options_.max_attempts;
+}
+
 void RelayCall::ReleaseHeldBlocks() {
   StrandState& s = *s_;
   if (!s.held_worker.empty()) relay_.registry_.NoteReleased(s.held_worker, s.held_blocks);
@@ -197,7 +207,7 @@ void RelayCall::ReleaseHeldBlocks() {
 
 void RelayCall::StartAttempt() {
   StrandState& s = *s_;
-  if (++s.n_worker_calls > relay_.options_.max_attempts) return End(s.last_error);
+  if (!CountAttempt()) return End(s.last_error);
   ++s.attempt_id;  // the previous attempt's calls were cancelled (CancelWorkerCalls) already
   s.handoff.Clear();
   s.handoff_reused = false;
@@ -417,12 +427,18 @@ void RelayCall::FailAttempt(const WorkerSnapshot& worker, absl::string_view role
       s.record.decode_worker.clear();
     }
   }
-  std::fprintf(stderr, "router: request %s: %s; trying again\n", s.client_request_id.c_str(),
-               named.ToString().c_str());
-  const bool busy = status.code() == absl::StatusCode::kResourceExhausted || worker.worker_id.empty();
+  // Busy workers are waited out on their own budget; with none healthy the next attempt also
+  // waits a backoff, but counts as an attempt (a dead role should fail fast, not linger).
+  const bool busy = status.code() == absl::StatusCode::kResourceExhausted;
+  const bool wait_first = busy || worker.worker_id.empty();
+  s.next_is_busy_retry = busy;
+  if (!busy) {  // a failover; busy workers are waited out without a word
+    std::fprintf(stderr, "router: request %s: %s; trying again\n", s.client_request_id.c_str(),
+                 named.ToString().c_str());
+  }
   if (reuse_reservation && s.decode_stream != nullptr) {
     // The reservation still holds (decode has not said otherwise): only prefill runs again.
-    if (++s.n_worker_calls > relay_.options_.max_attempts) return End(s.last_error);
+    if (!CountAttempt()) return End(s.last_error);
     s.prefill_call.reset();
     s.handoff_reused = true;
     s.state = State::kBackoff;
@@ -430,7 +446,7 @@ void RelayCall::FailAttempt(const WorkerSnapshot& worker, absl::string_view role
       if (s_->decode_stream == nullptr) return StartAttempt();
       StartPrefill();
     };
-    if (busy) return Backoff(retry);
+    if (wait_first) return Backoff(retry);
     return retry();
   }
   // Whatever this attempt holds goes; the request starts over after the tokens it has.
@@ -444,7 +460,7 @@ void RelayCall::FailAttempt(const WorkerSnapshot& worker, absl::string_view role
   }
   CancelWorkerCalls();
   s.state = State::kBackoff;
-  if (busy) return Backoff([this] { StartAttempt(); });
+  if (wait_first) return Backoff([this] { StartAttempt(); });
   StartAttempt();
 }
 

@@ -66,8 +66,12 @@ struct RelayOptions {
   // reading the decode worker's stream, so the slowness reaches the decode worker (which takes
   // the sequence out of its batch) instead of the router's memory.
   int max_buffered_messages = 16;
-  // Worker calls one request may make (first tries and failovers together).
+  // Attempts one request may make (first try and failovers together, a try that found no
+  // healthy worker included); a busy worker's RESOURCE_EXHAUSTED counts against
+  // max_busy_retries instead, each retry after a backoff, so that a burst is waited out rather
+  // than returned to the client.
   int max_attempts = 6;
+  int max_busy_retries = 30;
   // Wait before trying again when every worker of a role is busy (RESOURCE_EXHAUSTED) or
   // unreachable; doubles per attempt up to retry_backoff_max.
   absl::Duration retry_backoff = absl::Milliseconds(50);
@@ -118,6 +122,8 @@ class RelayCall : public std::enable_shared_from_this<RelayCall> {
   void Admitted(const WorkerSnapshot& decode, int64_t blocks);
   // The blocks this request's current decode reservation is charged with are free again.
   void ReleaseHeldBlocks();
+  // Counts the attempt about to start against its budget; false when that is spent.
+  bool CountAttempt();
   void StartAttempt();
   void OnDecodeResult(int attempt_id, DecodeStreamResult result);
   void HandleDecodeEvent(const v1::DecodeEvent& event);  // kDecoding

@@ -297,7 +297,25 @@ TEST_F(RelayTest, RefusedRequestIsNotRetriedAndFreesTheReservation) {
   EXPECT_TRUE(Eventually([&] { return cluster_.open_decode_streams() == 0; }));
 }
 
-TEST_F(RelayTest, AttemptsAreBoundedAndTheLastErrorNamesTheWorker) {
+TEST_F(RelayTest, FailoversAreBoundedAndTheLastErrorNamesTheWorker) {
+  AddWorker("prefill-0", v1::WORKER_ROLE_PREFILL);
+  AddWorker("decode-0", v1::WORKER_ROLE_DECODE);
+  AddWorker("decode-1", v1::WORKER_ROLE_DECODE);
+  FakeWorkerScript broken;  // every stream dies after 2 tokens
+  broken.fail_after_tokens = 2;
+  cluster_.Script("decode-0", broken);
+  cluster_.Script("decode-1", broken);
+  RelayOptions options;
+  options.max_attempts = 2;
+  StartRelay(options);
+  auto sink = Start(Text("Once", 40));
+  const absl::Status status = sink->Wait();
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(status.message().find("decode worker 'decode-"), std::string::npos) << status;
+  EXPECT_EQ(cluster_.decode_calls().size(), 2u);
+}
+
+TEST_F(RelayTest, BusyRetriesAreBoundedApartFromFailovers) {
   AddWorker("prefill-0", v1::WORKER_ROLE_PREFILL);
   AddWorker("decode-0", v1::WORKER_ROLE_DECODE);
   FakeWorkerScript always;
@@ -306,13 +324,16 @@ TEST_F(RelayTest, AttemptsAreBoundedAndTheLastErrorNamesTheWorker) {
   }
   cluster_.Script("decode-0", always);
   RelayOptions options;
-  options.max_attempts = 4;
+  options.max_attempts = 1;  // busy answers do not spend it
+  options.max_busy_retries = 4;
+  options.retry_backoff_max = absl::Milliseconds(20);
   StartRelay(options);
   auto sink = Start(Text("Once", 4));
   const absl::Status status = sink->Wait();
   EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_NE(status.message().find("decode worker 'decode-0'"), std::string::npos) << status;
-  EXPECT_EQ(cluster_.decode_calls().size(), 4u);
+  EXPECT_EQ(cluster_.decode_calls().size(), 5u);  // the first try and 4 retries
+  EXPECT_TRUE(Healthy("decode-0"));  // busy is not gone
 }
 
 TEST_F(RelayTest, SlowClientStopsTheDecodeReadsUntilItReadsAgain) {
