@@ -218,6 +218,9 @@ v1::WorkerLoad WorkerLoadToProto(const SchedulerLoad& load) {
 
 grpc::ServerWriteReactor<v1::DecodeEvent>* DecodeWorkerService::Decode(
     grpc::CallbackServerContext* context, const v1::DecodeRequest* request) {
+  if (absl::Status s = rpc::AuthorizeClusterPeer(*context, options_.security); !s.ok()) {
+    return RejectDecode(rpc::ToGrpcStatus(s));
+  }
   return new DecodeReactor(scheduler_, options_, *request, CallDeadline(*context));
 }
 

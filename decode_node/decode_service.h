@@ -23,6 +23,7 @@
 
 #include "common.pb.h"
 #include "common/kv_transfer/handoff.h"
+#include "common/rpc/call_authorization.h"
 #include "decode_node/decode_scheduler.h"
 #include "grpcpp/support/server_callback.h"
 #include "worker.grpc.pb.h"
@@ -33,6 +34,8 @@ struct DecodeServiceOptions {
   // What every reservation offers the prefill worker, in order of preference; grpc (the control
   // stream) when empty.
   std::vector<kv_transfer::TransportOffer> kv_offers;
+  // Who may call Decode: the cluster (rpc::ClusterSecurity::policy).
+  rpc::SecurityPolicy security;
 };
 
 class DecodeWorkerService final : public v1::DecodeWorker::CallbackService {

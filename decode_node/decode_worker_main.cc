@@ -139,6 +139,7 @@ int Run(int argc, char** argv) {
   DecodeScheduler scheduler((*engine)->config(), (*engine)->kv_pool(), (*engine)->forward(),
                             (*engine)->tokenizer().end_of_generation_ids(), scheduler_options);
   DecodeServiceOptions service_options;
+  service_options.security = security->policy();
   if (offer_shm) {
     absl::StatusOr<std::string> boot_id = kv_transfer::HostBootId();
     if (!boot_id.ok()) return Fail(std::string(boot_id.status().message()), 1);
@@ -168,7 +169,8 @@ int Run(int argc, char** argv) {
   for (const kv_transfer::TransportOffer& offer : service_options.kv_offers) {
     accepted_transports.push_back(offer.transport);
   }
-  kv_transfer::KvReceiverService kv_service(scheduler, (*engine)->kv_pool(), accepted_transports);
+  kv_transfer::KvReceiverService kv_service(scheduler, (*engine)->kv_pool(), accepted_transports,
+                                            security->policy());
 
   cli::WorkerServer server;
   server.role = v1::WORKER_ROLE_DECODE;

@@ -115,6 +115,9 @@ grpc::ServerUnaryReactor* RejectPrefill(grpc::CallbackServerContext* context,
 grpc::ServerUnaryReactor* PrefillService::Prefill(grpc::CallbackServerContext* context,
                                                   const v1::PrefillRequest* request,
                                                   v1::PrefillResponse* response) {
+  if (absl::Status s = rpc::AuthorizeClusterPeer(*context, security_); !s.ok()) {
+    return RejectPrefill(context, rpc::ToGrpcStatus(s));
+  }
   return new PrefillReactor(scheduler_, log_requests_, context, *request, response);
 }
 

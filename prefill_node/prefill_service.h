@@ -4,6 +4,7 @@
 // request; the scheduler's completion callback finishes the call, and a cancelled call (or one
 // whose deadline passed) cancels its job.
 
+#include "common/rpc/call_authorization.h"
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/server_callback.h"
 #include "prefill_node/prefill_scheduler.h"
@@ -16,8 +17,10 @@ class PrefillService final : public v1::PrefillWorker::CallbackService {
  public:
   // `scheduler` must outlive the service. With log_requests, one line per request (outcome or
   // error) goes to stderr.
-  explicit PrefillService(PrefillScheduler& scheduler, bool log_requests = false)
-      : scheduler_(scheduler), log_requests_(log_requests) {}
+  // `security`: who may call Prefill (rpc::ClusterSecurity::policy; default: anyone).
+  explicit PrefillService(PrefillScheduler& scheduler, bool log_requests = false,
+                          rpc::SecurityPolicy security = {})
+      : scheduler_(scheduler), log_requests_(log_requests), security_(std::move(security)) {}
 
   // A check that must refuse the call before anything else happens fits as the first line:
   //   if (!ok) return RejectPrefill(context, status);
@@ -28,6 +31,7 @@ class PrefillService final : public v1::PrefillWorker::CallbackService {
  private:
   PrefillScheduler& scheduler_;
   const bool log_requests_;
+  const rpc::SecurityPolicy security_;
 };
 
 // Finishes the call with `status` at once.

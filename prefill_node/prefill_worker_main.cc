@@ -96,7 +96,7 @@ int Run(int argc, char** argv) {
   scheduler_options.queue_capacity = static_cast<int>(*capacity);
   scheduler_options.n_executors = static_cast<int>(*executors);
   PrefillScheduler scheduler(**engine, transports, scheduler_options);
-  PrefillService service(scheduler, /*log_requests=*/true);
+  PrefillService service(scheduler, /*log_requests=*/true, security->policy());
 
   cli::WorkerServer server;
   server.role = v1::WORKER_ROLE_PREFILL;

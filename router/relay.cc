@@ -85,6 +85,8 @@ struct RelayCall::StrandState {
 
   std::unique_ptr<grpc::Alarm> deadline_alarm;
   std::unique_ptr<grpc::Alarm> backoff_alarm;
+  std::unique_ptr<grpc::Alarm> stall_alarm;  // armed while the outbox is full
+  int stall_generation = 0;                  // which arming a firing belongs to
 };
 
 RelayCall::RelayCall(Relay& relay, ResponseSink& sink, absl::Time arrival, absl::Time deadline,
@@ -270,6 +272,13 @@ void RelayCall::OnDecodeResult(int attempt_id, DecodeStreamResult result) {
   if (!result.event.has_value()) {
     absl::Status status = std::move(result.end_status);
     if (status.ok()) status = absl::InternalError("the stream ended without `finished`");
+    if (static_cast<int>(s.outbox.size()) >= relay_.options_.max_buffered_messages) {
+      // The client stopped reading, so decode gave the sequence up (its stall limit): running
+      // it elsewhere would stall the same way.
+      return End(absl::Status(status.code(),
+                              absl::StrCat("the client stopped reading; decode worker '",
+                                           s.decode_worker.worker_id, "': ", status.message())));
+    }
     return FailAttempt(s.decode_worker, "decode", status, /*reuse_reservation=*/false);
   }
   const v1::DecodeEvent& event = *result.event;
@@ -396,8 +405,35 @@ void RelayCall::HandleToken(int32_t token) {
   SendQueued();
 }
 
+void RelayCall::WatchClientStall() {
+  StrandState& s = *s_;
+  const bool full = static_cast<int>(s.outbox.size()) >= relay_.options_.max_buffered_messages;
+  if (!full || s.state == State::kDone) {
+    if (s.stall_alarm != nullptr) {
+      ++s.stall_generation;
+      s.stall_alarm.reset();
+    }
+    return;
+  }
+  if (s.stall_alarm != nullptr) return;
+  s.stall_alarm = std::make_unique<grpc::Alarm>();
+  const int generation = ++s.stall_generation;
+  s.stall_alarm->Set(
+      absl::ToChronoTime(absl::Now() + relay_.options_.client_stall_timeout),
+      [self = shared_from_this(), generation](bool fired) {
+        if (!fired) return;
+        self->Post([self, generation] {
+          if (self->s_->stall_generation != generation || self->s_->state == State::kDone) return;
+          self->End(absl::AbortedError(absl::StrCat(
+              "the client stopped reading its stream for ",
+              absl::FormatDuration(self->relay_.options_.client_stall_timeout))));
+        });
+      });
+}
+
 void RelayCall::ReadDecodeIfRoom() {
   StrandState& s = *s_;
+  WatchClientStall();
   if (s.state != State::kDecoding || s.decode_read_pending || s.decode_stream == nullptr) return;
   if (static_cast<int>(s.outbox.size()) >= relay_.options_.max_buffered_messages) return;
   s.decode_read_pending = true;
@@ -518,6 +554,7 @@ void RelayCall::End(absl::Status status, absl::Duration retry_after) {
   CancelWorkerCalls();
   s.backoff_alarm.reset();
   s.deadline_alarm.reset();
+  s.stall_alarm.reset();
   if (s.holds_slot) {
     s.holds_slot = false;
     relay_.ReleaseSlot();
@@ -526,6 +563,7 @@ void RelayCall::End(absl::Status status, absl::Duration retry_after) {
   }
   if (!status.ok()) {
     s.outbox.clear();  // an error ends the stream at once
+    if (s.write_in_flight) sink_.CancelStream();
     if (status.code() == absl::StatusCode::kDeadlineExceeded) {
       static constexpr const char* kStateNames[] = {"queued",   "reserving", "prefilling",
                                                     "decoding", "backoff",   "done"};

@@ -66,6 +66,9 @@ struct RelayOptions {
   // reading the decode worker's stream, so the slowness reaches the decode worker (which takes
   // the sequence out of its batch) instead of the router's memory.
   int max_buffered_messages = 16;
+  // A client whose stream stays full this long has stopped reading: the request ends (ABORTED)
+  // and its decode sequence is cancelled, freeing its blocks.
+  absl::Duration client_stall_timeout = absl::Seconds(30);
   // Attempts one request may make (first try and failovers together, a try that found no
   // healthy worker included); a busy worker's RESOURCE_EXHAUSTED counts against
   // max_busy_retries instead, each retry after a backoff, so that a burst is waited out rather
@@ -88,6 +91,10 @@ class ResponseSink {
  public:
   virtual ~ResponseSink() = default;
   virtual void StartWrite(const v1::GenerateResponse& response) = 0;
+  // The request ended in error while a write is outstanding, which a client that stopped
+  // reading may never complete: ends the client's stream at once, so that the write completes
+  // (not ok) and Finish can follow. Thread-safe.
+  virtual void CancelStream() = 0;
   // `retry_after`: for RESOURCE_EXHAUSTED from the router's own limits, how long the client
   // should wait before trying again (ZeroDuration otherwise).
   virtual void Finish(const absl::Status& status, absl::Duration retry_after) = 0;
@@ -132,6 +139,8 @@ class RelayCall : public std::enable_shared_from_this<RelayCall> {
                      absl::StatusOr<v1::PrefillResponse> response);
   void HandleToken(int32_t token);
   void ReadDecodeIfRoom();
+  // Arms the client stall timer while the outbox is full, disarms it when it is not.
+  void WatchClientStall();
   void FailAttempt(const WorkerSnapshot& worker, absl::string_view role, absl::Status status,
                    bool reuse_reservation);
   void Backoff(std::function<void()> then);

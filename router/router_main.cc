@@ -106,7 +106,7 @@ int main(int argc, char** argv) {
   router::GrpcPrefillClient prefill_client(worker_channels);
   router::GrpcDecodeClient decode_client(worker_channels);
   router::Relay relay(*model, registry, stats, prefill_client, decode_client, clock, options);
-  router::RouterService router_service(relay, registry, stats);
+  router::RouterService router_service(relay, registry, stats, security->policy());
   router::RegistryService registry_service(registry, static_cast<int>(*interval_ms),
                                            security->policy());
 

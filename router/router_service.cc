@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/rpc/finished_reactor.h"
 #include "common/rpc/grpc_status.h"
 #include "router/request_validation.h"
 
@@ -54,6 +55,7 @@ class RouterService::GenerateReactor final : public grpc::ServerWriteReactor<grp
     buffer_ = grpc::ByteBuffer(&slice, 1);
     ServerWriteReactor::StartWrite(&buffer_);
   }
+  void CancelStream() override { context_.TryCancel(); }
   void Finish(const absl::Status& status, absl::Duration retry_after) override {
     if (retry_after > absl::ZeroDuration()) {
       context_.AddTrailingMetadata("retry-after-ms",
@@ -75,12 +77,18 @@ class RouterService::GenerateReactor final : public grpc::ServerWriteReactor<grp
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* RouterService::Generate(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
+  if (absl::Status s = rpc::AuthorizePublicCall(*context, security_); !s.ok()) {
+    return new rpc::FinishedWriteReactor<grpc::ByteBuffer>(rpc::ToGrpcStatus(s));
+  }
   return new GenerateReactor(relay_, *context, *request);
 }
 
 grpc::Status RouterService::GetStats(grpc::ServerContext* context,
                                      const v1::GetStatsRequest* request,
                                      v1::GetStatsResponse* response) {
+  if (absl::Status s = rpc::AuthorizePublicCall(*context, security_); !s.ok()) {
+    return rpc::ToGrpcStatus(s);
+  }
   *response = stats_.Get(registry_.Snapshot());
   return grpc::Status::OK;
 }
@@ -88,6 +96,9 @@ grpc::Status RouterService::GetStats(grpc::ServerContext* context,
 grpc::Status RouterService::ListWorkers(grpc::ServerContext* context,
                                         const v1::ListWorkersRequest* request,
                                         v1::ListWorkersResponse* response) {
+  if (absl::Status s = rpc::AuthorizePublicCall(*context, security_); !s.ok()) {
+    return rpc::ToGrpcStatus(s);
+  }
   for (const WorkerSnapshot& worker : registry_.Snapshot()) {
     *response->add_workers() = worker.ToProto();
   }

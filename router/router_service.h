@@ -8,6 +8,7 @@
 // write's completion back. A RESOURCE_EXHAUSTED from the router's own limits carries the
 // trailing metadata `retry-after-ms`. GetStats and ListWorkers are synchronous.
 
+#include "common/rpc/call_authorization.h"
 #include "grpcpp/grpcpp.h"
 #include "router.grpc.pb.h"
 #include "router/relay.h"
@@ -18,9 +19,11 @@ namespace pdserve::router {
 
 class RouterService final : public v1::Router::WithRawCallbackMethod_Generate<v1::Router::Service> {
  public:
-  // `relay`, `registry` and `stats` outlive the service.
-  RouterService(Relay& relay, WorkerRegistry& registry, RouterStats& stats)
-      : relay_(relay), registry_(registry), stats_(stats) {}
+  // `relay`, `registry` and `stats` outlive the service. `security`: who may call the public
+  // API (its API keys; rpc::ClusterSecurity::policy).
+  RouterService(Relay& relay, WorkerRegistry& registry, RouterStats& stats,
+                rpc::SecurityPolicy security = {})
+      : relay_(relay), registry_(registry), stats_(stats), security_(std::move(security)) {}
 
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Generate(grpc::CallbackServerContext* context,
                                                        const grpc::ByteBuffer* request) override;
@@ -35,6 +38,7 @@ class RouterService final : public v1::Router::WithRawCallbackMethod_Generate<v1
   Relay& relay_;
   WorkerRegistry& registry_;
   RouterStats& stats_;
+  const rpc::SecurityPolicy security_;
 };
 
 }  // namespace pdserve::router

@@ -38,6 +38,20 @@ class TestSink final : public ResponseSink {
       CompleteWriteLocked();
     }
   }
+  // A stalled client's write completes (not ok) once its stream is cancelled.
+  void CancelStream() override {
+    absl::MutexLock lock(&mu_);
+    stream_cancelled_ = true;
+    if (write_waiting_) {
+      write_waiting_ = false;
+      std::shared_ptr<RelayCall> call = call_;
+      executor_.Post([call] { call->OnWriteDone(false); });
+    }
+  }
+  bool stream_cancelled() {
+    absl::MutexLock lock(&mu_);
+    return stream_cancelled_;
+  }
   void Finish(const absl::Status& status, absl::Duration retry_after) override {
     absl::MutexLock lock(&mu_);
     status_ = status;
@@ -115,6 +129,7 @@ class TestSink final : public ResponseSink {
   std::vector<v1::GenerateResponse> messages_ ABSL_GUARDED_BY(mu_);
   bool stalled_ ABSL_GUARDED_BY(mu_) = false;
   bool write_waiting_ ABSL_GUARDED_BY(mu_) = false;
+  bool stream_cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status status_ ABSL_GUARDED_BY(mu_);
   absl::Duration retry_after_ ABSL_GUARDED_BY(mu_);
@@ -352,6 +367,48 @@ TEST_F(RelayTest, SlowClientStopsTheDecodeReadsUntilItReadsAgain) {
   sink->Resume();
   ASSERT_TRUE(sink->Wait().ok());
   EXPECT_EQ(sink->token_ids(), ToyTokens(cluster_.decode_calls()[0].prompt_ids, 40));
+}
+
+TEST_F(RelayTest, ClientThatStopsReadingIsEndedAfterTheStallTimeoutAndItsDecodeCancelled) {
+  AddWorker("prefill-0", v1::WORKER_ROLE_PREFILL);
+  AddWorker("decode-0", v1::WORKER_ROLE_DECODE);
+  AddWorker("decode-1", v1::WORKER_ROLE_DECODE);
+  RelayOptions options;
+  options.max_buffered_messages = 2;
+  options.client_stall_timeout = absl::Milliseconds(150);
+  StartRelay(options);
+  auto sink = std::make_unique<TestSink>();
+  sink->Stall();
+  const absl::Time start = absl::Now();
+  sink->Attach(relay_->Start(Text("Once", 40), *sink, absl::InfiniteFuture()));
+  const absl::Status status = sink->Wait();
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(150));
+  EXPECT_EQ(status.code(), absl::StatusCode::kAborted);
+  EXPECT_NE(status.message().find("stopped reading"), std::string::npos) << status;
+  EXPECT_TRUE(sink->stream_cancelled());  // the outstanding write could never complete
+  EXPECT_EQ(cluster_.decode_calls().size(), 1u);  // not run again elsewhere
+  EXPECT_TRUE(Eventually([&] { return cluster_.open_decode_streams() == 0; }));
+  EXPECT_EQ(relay_->in_flight(), 0);
+}
+
+TEST_F(RelayTest, AClientThatReadsSlowlyButSteadilyIsNotEnded) {
+  AddWorker("prefill-0", v1::WORKER_ROLE_PREFILL);
+  AddWorker("decode-0", v1::WORKER_ROLE_DECODE);
+  RelayOptions options;
+  options.max_buffered_messages = 2;
+  options.client_stall_timeout = absl::Milliseconds(300);
+  StartRelay(options);
+  auto sink = std::make_unique<TestSink>();
+  sink->Stall();
+  sink->Attach(relay_->Start(Text("Once", 12), *sink, absl::InfiniteFuture()));
+  for (int i = 0; i < 8 && !sink->finished(); ++i) {  // a read every 100 ms: 0.8 s in all
+    absl::SleepFor(absl::Milliseconds(100));
+    sink->Resume();
+    sink->Stall();
+  }
+  sink->Resume();
+  ASSERT_TRUE(sink->Wait().ok()) << sink->Wait();
+  EXPECT_EQ(sink->token_ids(), ToyTokens(cluster_.decode_calls()[0].prompt_ids, 12));
 }
 
 TEST_F(RelayTest, PastTheQueueRequestsAreRefusedWithARetryHint) {

@@ -159,6 +159,9 @@ grpc::ServerReadReactor<v1::KvChunk>* RejectPushKv(const grpc::Status& status) {
 
 grpc::ServerReadReactor<v1::KvChunk>* KvReceiverService::PushKv(
     grpc::CallbackServerContext* context, v1::PushKvResponse* response) {
+  if (absl::Status s = rpc::AuthorizeClusterPeer(*context, security_); !s.ok()) {
+    return RejectPushKv(rpc::ToGrpcStatus(s));
+  }
   return new PushKvReactor(table_, pool_, accepted_, context, response);
 }
 

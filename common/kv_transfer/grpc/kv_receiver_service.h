@@ -13,6 +13,7 @@
 
 #include "common/kv/kv_block_pool.h"
 #include "common/kv_transfer/reservation_table.h"
+#include "common/rpc/call_authorization.h"
 #include "grpcpp/support/server_callback.h"
 #include "kv_transfer.grpc.pb.h"
 
@@ -24,8 +25,9 @@ class KvReceiverService final : public v1::KvReceiver::CallbackService {
   // `accepted`: the transports this worker offers (grpc, shm, tcp); a hello naming another
   // fails its reservation with FAILED_PRECONDITION. Empty: every transport.
   KvReceiverService(KvReservationTable& table, kv::KvBlockPool& pool,
-                    std::vector<std::string> accepted = {})
-      : table_(table), pool_(pool), accepted_(std::move(accepted)) {}
+                    std::vector<std::string> accepted = {}, rpc::SecurityPolicy security = {})
+      : table_(table), pool_(pool), accepted_(std::move(accepted)),
+        security_(std::move(security)) {}
 
   // A check that must refuse the call before anything else happens fits as the first line:
   //   if (!ok) return RejectPushKv(status);
@@ -36,6 +38,7 @@ class KvReceiverService final : public v1::KvReceiver::CallbackService {
   KvReservationTable& table_;
   kv::KvBlockPool& pool_;
   const std::vector<std::string> accepted_;
+  const rpc::SecurityPolicy security_;  // who may push: the cluster
 };
 
 // A PushKv reactor that ends the call with `status` and reads nothing.
