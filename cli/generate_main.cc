@@ -77,7 +77,7 @@ int Run(int argc, char** argv) {
   std::cerr << absl::StrFormat(
       "\nprompt %d tokens, generated %d tokens (finish: %s); TTFT %.2f ms, TPOT %.2f ms, "
       "%.1f tokens/s\n",
-      request->prompt_ids.size(), n_out, engine::FinishReasonName(result->finish),
+      request->prompt_ids.size(), n_out, request::FinishReasonName(result->finish),
       result->ttft_seconds * 1e3, result->tpot_seconds * 1e3,
       result->total_seconds > 0 ? n_out / result->total_seconds : 0.0);
   return 0;

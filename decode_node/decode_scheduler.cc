@@ -425,12 +425,12 @@ absl::Status DecodeScheduler::Complete(absl::string_view token, int32_t first_to
   seq.table.n_tokens = static_cast<int64_t>(seq.spec.prompt_ids.size());
   seq.kv_complete = true;
   if (IsEndToken(first_token) && !seq.spec.ignore_eos) {
-    FinishLocked(seq, "eos");
+    FinishLocked(seq, request::FinishReason::kEos);
   } else {
     seq.tokens.push_back(first_token);
     seq.n_output = 1;
     if (seq.n_output >= seq.spec.max_tokens) {
-      FinishLocked(seq, "length");
+      FinishLocked(seq, request::FinishReason::kLength);
     } else {
       seq.state = SequenceState::kReady;
       ready_.push_back(keep);
@@ -600,7 +600,7 @@ absl::Status DecodeScheduler::FailLocked(Sequence& seq, absl::Status error) {
   return error;
 }
 
-void DecodeScheduler::FinishLocked(Sequence& seq, const char* reason) {
+void DecodeScheduler::FinishLocked(Sequence& seq, request::FinishReason reason) {
   SequenceEvent event;
   event.kind = SequenceEvent::Kind::kFinished;
   event.finish_reason = reason;
@@ -728,7 +728,7 @@ void DecodeScheduler::Run() {
       const absl::Span<const float> row(logits->data() + i * vocab, vocab);
       const int32_t next = sampling::SampleToken(row, seq.spec.sampling, n_tokens, seq.tokens);
       if (IsEndToken(next) && !seq.spec.ignore_eos) {
-        FinishLocked(seq, "eos");
+        FinishLocked(seq, request::FinishReason::kEos);
         continue;
       }
       seq.tokens.push_back(next);
@@ -740,7 +740,7 @@ void DecodeScheduler::Run() {
       ++seq.n_undelivered_tokens;
       ++seq.n_output;
       if (seq.n_output >= seq.spec.max_tokens) {
-        FinishLocked(seq, "length");
+        FinishLocked(seq, request::FinishReason::kLength);
         continue;
       }
       NotifyLocked(seq);

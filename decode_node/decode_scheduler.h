@@ -56,6 +56,7 @@
 #include "common/kv_transfer/kv_lease.h"
 #include "common/kv_transfer/reservation_table.h"
 #include "common/model/model_weights.h"
+#include "common/request/request_contract.h"
 #include "common/sampling/sampler.h"
 
 namespace pdserve::decode {
@@ -89,7 +90,7 @@ struct SequenceEvent {
   Kind kind = Kind::kToken;
   int32_t token_id = 0;     // kToken
   int64_t index = 0;        // kToken: 0 is the first token (from prefill, never sent here)
-  std::string finish_reason;          // kFinished: "length" | "eos"
+  request::FinishReason finish_reason = request::FinishReason::kLength;  // kFinished: length | eos
   int64_t completion_tokens = 0;      // kFinished: output tokens, counting index 0
   int64_t prompt_tokens_computed = 0; // kFinished: prompt positions this worker ran (0)
   absl::Status error;                 // kError
@@ -103,11 +104,9 @@ struct Reservation {
   absl::Time lease_expiry;                 // the lease's hard deadline
 };
 
-struct SchedulerLoad {
-  int64_t queue_length = 0;       // reservations waiting for blocks
-  int64_t active_sequences = 0;   // reserved and not ended (awaiting KV, ready, decoding, stalled)
-  int64_t free_kv_blocks = 0;
-  int64_t total_kv_blocks = 0;
+// queue_length: reservations waiting for blocks; active_sequences: reserved and not ended
+// (awaiting KV, ready, decoding, stalled).
+struct SchedulerLoad : request::WorkerLoad {
   int64_t quarantined_kv_blocks = 0;  // not free yet (SchedulerOptions::kv_quarantine)
 };
 
@@ -258,7 +257,7 @@ class DecodeScheduler final : public kv_transfer::KvReservationTable {
   // The token stops opening anything once the sequence no longer awaits KV and no session
   // holds a pin; the last pin out frees an ended sequence's blocks.
   void ForgetTokenIfDoneLocked(Sequence& seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
-  void FinishLocked(Sequence& seq, const char* reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void FinishLocked(Sequence& seq, request::FinishReason reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   bool IsEndToken(int32_t token) const;
 
   const model::ModelConfig& config_;

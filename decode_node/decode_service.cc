@@ -142,7 +142,7 @@ class DecodeCall final : public std::enable_shared_from_this<DecodeCall> {
         return;
       case SequenceEvent::Kind::kFinished: {
         v1::DecodeFinished* finished = out_.mutable_finished();
-        finished->set_finish_reason(event->finish_reason);
+        finished->set_finish_reason(request::FinishReasonName(event->finish_reason));
         finished->set_completion_tokens(static_cast<int32_t>(event->completion_tokens));
         finished->set_prompt_tokens_computed(static_cast<int32_t>(event->prompt_tokens_computed));
         finished_ = true;
@@ -205,15 +205,6 @@ class DecodeReactor final : public grpc::ServerWriteReactor<v1::DecodeEvent> {
 
 grpc::ServerWriteReactor<v1::DecodeEvent>* RejectDecode(const grpc::Status& status) {
   return new RejectedDecode(status);
-}
-
-v1::WorkerLoad WorkerLoadToProto(const SchedulerLoad& load) {
-  v1::WorkerLoad out;
-  out.set_queue_length(static_cast<int32_t>(load.queue_length));
-  out.set_active_sequences(static_cast<int32_t>(load.active_sequences));
-  out.set_free_kv_blocks(load.free_kv_blocks);
-  out.set_total_kv_blocks(load.total_kv_blocks);
-  return out;
 }
 
 grpc::ServerWriteReactor<v1::DecodeEvent>* DecodeWorkerService::Decode(

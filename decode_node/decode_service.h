@@ -57,7 +57,5 @@ class DecodeWorkerService final : public v1::DecodeWorker::CallbackService {
 // A Decode reactor that ends the call with `status` and writes nothing.
 grpc::ServerWriteReactor<v1::DecodeEvent>* RejectDecode(const grpc::Status& status);
 
-// The load a decode worker reports with each heartbeat.
-v1::WorkerLoad WorkerLoadToProto(const SchedulerLoad& load);
 
 }  // namespace pdserve::decode

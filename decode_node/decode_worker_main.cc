@@ -19,6 +19,7 @@
 #include "common/kv_transfer/handoff.h"
 #include "common/kv_transfer/shm/shared_memory_region.h"
 #include "common/kv_transfer/tcp/tcp_kv_receiver.h"
+#include "common/rpc/proto_convert.h"
 #include "common/rpc/server_process.h"
 #include "decode_node/decode_scheduler.h"
 #include "decode_node/decode_service.h"
@@ -181,7 +182,7 @@ int Run(int argc, char** argv) {
   server.model_fingerprint = *fingerprint;
   server.credentials = security->ServerCredentials(rpc::ClientCertificates::kRequire);
   server.router_channel = security->ClusterChannelOptions();
-  server.load = [&scheduler] { return WorkerLoadToProto(scheduler.Load()); };
+  server.load = [&scheduler] { return rpc::WorkerLoadToProto(scheduler.Load()); };
   return cli::ServeWorkerUntilSignal(kProgram, signals, *serving, server);
 }
 

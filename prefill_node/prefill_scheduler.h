@@ -24,6 +24,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/request/request_contract.h"
 #include "common/engine/engine.h"
 #include "common/kv_transfer/handoff.h"
 #include "common/kv_transfer/handoff_sender.h"
@@ -67,12 +68,7 @@ struct PrefillSchedulerOptions {
   std::string model_fingerprint;  // of this worker's model; empty when unknown
 };
 
-struct PrefillLoad {
-  int queue_length = 0;
-  int active_sequences = 0;
-  int64_t free_kv_blocks = 0;
-  int64_t total_kv_blocks = 0;
-};
+using PrefillLoad = request::WorkerLoad;
 
 class PrefillScheduler {
  public:

@@ -121,13 +121,4 @@ grpc::ServerUnaryReactor* PrefillService::Prefill(grpc::CallbackServerContext* c
   return new PrefillReactor(scheduler_, log_requests_, context, *request, response);
 }
 
-v1::WorkerLoad WorkerLoadToProto(const PrefillLoad& load) {
-  v1::WorkerLoad out;
-  out.set_queue_length(load.queue_length);
-  out.set_active_sequences(load.active_sequences);
-  out.set_free_kv_blocks(load.free_kv_blocks);
-  out.set_total_kv_blocks(load.total_kv_blocks);
-  return out;
-}
-
 }  // namespace pdserve::prefill

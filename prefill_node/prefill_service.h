@@ -38,7 +38,5 @@ class PrefillService final : public v1::PrefillWorker::CallbackService {
 grpc::ServerUnaryReactor* RejectPrefill(grpc::CallbackServerContext* context,
                                         const grpc::Status& status);
 
-// The load a prefill worker reports with each heartbeat.
-v1::WorkerLoad WorkerLoadToProto(const PrefillLoad& load);
 
 }  // namespace pdserve::prefill

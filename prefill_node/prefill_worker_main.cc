@@ -13,6 +13,7 @@
 #include "cli/worker_flags.h"
 #include "common/engine/engine.h"
 #include "common/model/model_fingerprint.h"
+#include "common/rpc/proto_convert.h"
 #include "common/rpc/server_process.h"
 #include "common/kv_transfer/grpc/control_stream.h"
 #include "common/kv_transfer/grpc/grpc_transport.h"
@@ -106,7 +107,7 @@ int Run(int argc, char** argv) {
   server.model_fingerprint = *fingerprint;
   server.credentials = security->ServerCredentials(rpc::ClientCertificates::kRequire);
   server.router_channel = security->ClusterChannelOptions();
-  server.load = [&scheduler] { return WorkerLoadToProto(scheduler.load()); };
+  server.load = [&scheduler] { return rpc::WorkerLoadToProto(scheduler.load()); };
   // Stops whatever is still running after the drain and frees its blocks, which lets the
   // handlers of cancelled calls return.
   server.stop_work = [&scheduler] { scheduler.Shutdown(); };

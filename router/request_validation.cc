@@ -1,10 +1,11 @@
 #include "router/request_validation.h"
 
 #include "absl/strings/str_cat.h"
-#include "google/protobuf/unknown_field_set.h"
+#include "common/request/request_contract.h"
 #include "common/rpc/proto_convert.h"
 #include "common/sampling/text_stream.h"
 #include "common/tokenizer/chat_prompt.h"
+#include "google/protobuf/unknown_field_set.h"
 
 namespace pdserve::router {
 namespace {
@@ -126,15 +127,8 @@ absl::StatusOr<v1::GenerateRequest> ParseGenerateRequest(const std::string& wire
 absl::StatusOr<ValidatedRequest> ValidateGenerateRequest(const v1::GenerateRequest& request,
                                                          const RouterModel& model) {
   ValidatedRequest out;
-  if (request.max_tokens() < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_tokens must be at least 1, got ", request.max_tokens()));
-  }
   out.max_tokens = request.max_tokens();
   out.sampling = rpc::SamplingFromProto(request.sampling());
-  if (absl::Status s = sampling::ValidateSamplingParams(out.sampling); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("sampling: ", s.message()));
-  }
   for (int i = 0; i < request.stop_size(); ++i) {
     if (request.stop(i).empty()) {
       return absl::InvalidArgumentError(absl::StrCat("stop string ", i, " is empty"));
@@ -151,11 +145,16 @@ absl::StatusOr<ValidatedRequest> ValidateGenerateRequest(const v1::GenerateReque
     return absl::Status(ids.status().code(), absl::StrCat("prompt: ", ids.status().message()));
   }
   if (ids->empty()) return absl::InvalidArgumentError("the prompt encodes to no tokens");
-  const int64_t n_total = static_cast<int64_t>(ids->size()) + out.max_tokens;
-  if (n_total > model.context_length) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the prompt (", ids->size(), " tokens) + max_tokens (", out.max_tokens, ") = ", n_total,
-        " exceeds the model's context length ", model.context_length));
+  // The same checks every worker makes of what the router sends it.
+  request::SequenceRequest sequence;
+  sequence.prompt_ids = *ids;
+  sequence.max_tokens = out.max_tokens;
+  sequence.sampling = &out.sampling;
+  sequence.anonymous = true;
+  if (absl::Status s = request::CheckSequenceRequest(
+          sequence, {model.context_length, model.tokenizer->vocab_size()});
+      !s.ok()) {
+    return s;
   }
   out.prompt_ids = *std::move(ids);
   return out;

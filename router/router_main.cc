@@ -49,6 +49,9 @@ int main(int argc, char** argv) {
   parser.AddString("max-queued-requests",
                    "requests waiting for a slot; more are refused with RESOURCE_EXHAUSTED "
                    "(default 2048)");
+  parser.AddString("client-stall-timeout-ms",
+                   "a client that reads none of its stream this long is dropped and its decode "
+                   "sequence cancelled (default 30000)");
   parser.AddBool("help", "show this help");
   if (absl::Status s = parser.Parse(argc, argv); !s.ok()) {
     std::fprintf(stderr, "%s\n%s", std::string(s.message()).c_str(),
@@ -87,6 +90,10 @@ int main(int argc, char** argv) {
     return Fail("--max-queued-requests must be in [0, 1000000]");
   }
 
+  absl::StatusOr<int64_t> stall_ms = parser.GetInt("client-stall-timeout-ms", 30000);
+  if (!stall_ms.ok()) return Fail(std::string(stall_ms.status().message()));
+  if (*stall_ms < 1) return Fail("--client-stall-timeout-ms must be >= 1");
+
   absl::StatusOr<router::RouterModel> model =
       router::LoadRouterModel(parser.GetString("model"), parser.GetString("tokenizer"));
   if (!model.ok()) return Fail(std::string(model.status().message()));
@@ -101,6 +108,7 @@ int main(int argc, char** argv) {
   options.max_request_time = absl::Seconds(*max_request_seconds);
   options.max_in_flight = static_cast<int>(*max_in_flight);
   options.max_queued = static_cast<int>(*max_queued);
+  options.client_stall_timeout = absl::Milliseconds(*stall_ms);
   // Calls to workers present the cluster's credentials (mutual TLS, the cluster secret).
   rpc::ChannelCache worker_channels(security->ClusterChannelOptions());
   router::GrpcPrefillClient prefill_client(worker_channels);

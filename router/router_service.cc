@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/rpc/finished_reactor.h"
 #include "common/rpc/grpc_status.h"
 #include "router/request_validation.h"
@@ -20,6 +21,16 @@ absl::Time CallDeadline(const grpc::CallbackServerContext& context) {
     return absl::InfiniteFuture();
   }
   return absl::FromChrono(deadline);
+}
+
+// Who the client is, for the relay's fair queue: its API key (already checked) when it sent one,
+// else its connection.
+std::string ClientKey(const grpc::CallbackServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  if (auto it = metadata.find("authorization"); it != metadata.end()) {
+    return absl::StrCat("key ", absl::string_view(it->second.data(), it->second.size()));
+  }
+  return absl::StrCat("peer ", context.peer());
 }
 
 std::string BufferBytes(const grpc::ByteBuffer& buffer) {
@@ -43,9 +54,8 @@ class RouterService::GenerateReactor final : public grpc::ServerWriteReactor<grp
   GenerateReactor(Relay& relay, grpc::CallbackServerContext& context,
                   const grpc::ByteBuffer& request)
       : context_(context) {
-    // Fair queueing per client connection (the API key, once checked, names a client better).
     call_ = relay.Start(ParseGenerateRequest(BufferBytes(request)), *this, CallDeadline(context),
-                        context.peer());
+                        ClientKey(context));
   }
 
   // ResponseSink.

@@ -230,7 +230,8 @@ class Rig {
         if (e.kind != SequenceEvent::Kind::kToken) {
           return absl::FailedPreconditionError(absl::StrCat(
               RunningId(i), " ended during the measurement: ",
-              e.kind == SequenceEvent::Kind::kError ? e.error.ToString() : e.finish_reason));
+              e.kind == SequenceEvent::Kind::kError ? e.error.ToString()
+                                                    : request::FinishReasonName(e.finish_reason)));
         }
         ++n_tokens;
       }

@@ -29,18 +29,6 @@ class ScopedBlockTable {
 
 }  // namespace
 
-std::string FinishReasonName(FinishReason reason) {
-  switch (reason) {
-    case FinishReason::kLength:
-      return "length";
-    case FinishReason::kStop:
-      return "stop";
-    case FinishReason::kEndOfGeneration:
-      return "eos";
-  }
-  return "unknown";
-}
-
 absl::Status ValidateGenerationRequest(const GenerationRequest& request,
                                        const model::ModelConfig& config) {
   if (request.prompt_ids.empty()) return absl::InvalidArgumentError("the prompt is empty");
@@ -111,7 +99,7 @@ absl::StatusOr<GenerationResult> Generate(Engine& engine, const GenerationReques
 
     const bool is_end = std::find(end_ids.begin(), end_ids.end(), next) != end_ids.end();
     if (is_end && !request.ignore_eos) {
-      result.finish = FinishReason::kEndOfGeneration;
+      result.finish = request::FinishReason::kEos;
       break;
     }
     const int32_t previous = tokens.back();
@@ -124,15 +112,15 @@ absl::StatusOr<GenerationResult> Generate(Engine& engine, const GenerationReques
       if (on_text) on_text(piece.text);
     }
     if (piece.stopped) {
-      result.finish = FinishReason::kStop;
+      result.finish = request::FinishReason::kStop;
       break;
     }
     if (static_cast<int64_t>(result.output_ids.size()) >= request.max_new_tokens) {
-      result.finish = FinishReason::kLength;
+      result.finish = request::FinishReason::kLength;
       break;
     }
   }
-  if (result.finish != FinishReason::kStop) {
+  if (result.finish != request::FinishReason::kStop) {
     const std::string rest = text_stream.Flush();
     if (!rest.empty()) {
       result.text += rest;

@@ -11,17 +11,10 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "common/engine/engine.h"
+#include "common/request/request_contract.h"
 #include "common/sampling/sampler.h"
 
 namespace pdserve::engine {
-
-enum class FinishReason {
-  kLength,           // max_new_tokens generated
-  kStop,             // a stop string completed (it is not part of the text)
-  kEndOfGeneration,  // the model emitted an end-of-generation token (not part of the output)
-};
-
-std::string FinishReasonName(FinishReason reason);  // "length" | "stop" | "eos"
 
 struct GenerationRequest {
   std::vector<int32_t> prompt_ids;  // non-empty
@@ -35,7 +28,8 @@ struct GenerationRequest {
 struct GenerationResult {
   std::vector<int32_t> output_ids;  // generated tokens, without a terminating end token
   std::string text;                 // the text emitted, without a stop string
-  FinishReason finish = FinishReason::kLength;
+  // kStop: the stop string is not part of the text; kEos: the end token is not in output_ids.
+  request::FinishReason finish = request::FinishReason::kLength;
   double ttft_seconds = 0;          // start of prefill to the first token chosen
   double tpot_seconds = 0;          // mean time per output token after the first
   double total_seconds = 0;

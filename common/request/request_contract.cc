@@ -21,8 +21,11 @@ std::optional<FinishReason> ParseFinishReason(absl::string_view name) {
 }
 
 absl::Status CheckSequenceRequest(const SequenceRequest& request, const ModelLimits& limits) {
-  if (request.request_id.empty()) return absl::InvalidArgumentError("request_id is empty");
+  if (request.request_id.empty() && !request.anonymous) {
+    return absl::InvalidArgumentError("request_id is empty");
+  }
   auto refuse = [&](auto&&... what) {
+    if (request.anonymous) return absl::InvalidArgumentError(absl::StrCat(what...));
     return absl::InvalidArgumentError(absl::StrCat("request '", request.request_id, "': ", what...));
   };
   if (request.prompt_ids.empty()) return refuse("the prompt is empty");

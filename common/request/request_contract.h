@@ -35,14 +35,17 @@ struct ModelLimits {
 // One sequence as a node receives it. `max_tokens` counts every generated token, the first
 // (made by prefill) included; a prefill worker, which makes only the first, passes 1.
 struct SequenceRequest {
-  absl::string_view request_id;
+  absl::string_view request_id;  // empty only with `anonymous`
   absl::Span<const int32_t> prompt_ids;
   int64_t max_tokens = 1;
   const sampling::SamplingParams* sampling = nullptr;  // null: not checked
+  // The router checks a client's request before it has an id: no id is required, and messages
+  // carry no "request '<id>': " prefix.
+  bool anonymous = false;
 };
 
-// OK, or InvalidArgument "request '<id>': <what is wrong>" for: an empty request id (then
-// without the prefix), an empty prompt, max_tokens < 1, prompt + max_tokens past the context,
+// OK, or InvalidArgument "request '<id>': <what is wrong>" for: an empty request id (unless
+// anonymous; that message has no prefix), an empty prompt, max_tokens < 1, prompt + max_tokens past the context,
 // a prompt id outside the vocabulary (naming it and its position), bad sampling options.
 absl::Status CheckSequenceRequest(const SequenceRequest& request, const ModelLimits& limits);
 

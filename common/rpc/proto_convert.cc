@@ -53,4 +53,13 @@ absl::StatusOr<kv::KvLayout> KvLayoutFromProto(const v1::KvLayoutInfo& info) {
   return layout;
 }
 
+v1::WorkerLoad WorkerLoadToProto(const request::WorkerLoad& load) {
+  v1::WorkerLoad out;
+  out.set_queue_length(static_cast<int32_t>(load.queue_length));
+  out.set_active_sequences(static_cast<int32_t>(load.active_sequences));
+  out.set_free_kv_blocks(load.free_kv_blocks);
+  out.set_total_kv_blocks(load.total_kv_blocks);
+  return out;
+}
+
 }  // namespace pdserve::rpc

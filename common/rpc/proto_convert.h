@@ -4,6 +4,7 @@
 #include "absl/status/statusor.h"
 #include "common.pb.h"
 #include "common/kv/kv_layout.h"
+#include "common/request/request_contract.h"
 #include "common/sampling/sampler.h"
 
 namespace pdserve::rpc {
@@ -11,6 +12,9 @@ namespace pdserve::rpc {
 // Absent fields take the SamplingParams defaults. Not validated: see ValidateSamplingParams.
 sampling::SamplingParams SamplingFromProto(const v1::SamplingOptions& options);
 v1::SamplingOptions SamplingToProto(const sampling::SamplingParams& params);
+
+// The load a worker reports with each heartbeat.
+v1::WorkerLoad WorkerLoadToProto(const request::WorkerLoad& load);
 
 v1::KvLayoutInfo KvLayoutToProto(const kv::KvLayout& layout);
 // InvalidArgument naming the field when the message is not a valid layout of this version.

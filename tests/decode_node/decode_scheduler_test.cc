@@ -189,7 +189,7 @@ TEST_F(DecodeSchedulerTest, EndTokenFromPrefillOrMaxTokensOneEndAtOnce) {
   std::vector<SequenceEvent> events = Events("eos");
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].kind, SequenceEvent::Kind::kFinished);
-  EXPECT_EQ(events[0].finish_reason, "eos");
+  EXPECT_EQ(events[0].finish_reason, request::FinishReason::kEos);
   EXPECT_EQ(events[0].completion_tokens, 0);
   EXPECT_EQ(scheduler_->Load().free_kv_blocks, 4);
   scheduler_->Release("eos");
@@ -199,7 +199,7 @@ TEST_F(DecodeSchedulerTest, EndTokenFromPrefillOrMaxTokensOneEndAtOnce) {
   ASSERT_TRUE(CompleteKv("one", 7).ok());
   events = Events("one");
   ASSERT_EQ(events.size(), 1u);
-  EXPECT_EQ(events[0].finish_reason, "length");
+  EXPECT_EQ(events[0].finish_reason, request::FinishReason::kLength);
   EXPECT_EQ(events[0].completion_tokens, 1);
   scheduler_->Release("one");
 }

@@ -101,7 +101,7 @@ class DecodeServiceTest : public ::testing::Test {
     const SchedulerLoad load = scheduler_->Load();
     EXPECT_EQ(load.active_sequences, 0);
     EXPECT_EQ(load.queue_length, 0);
-    EXPECT_EQ(WorkerLoadToProto(load).free_kv_blocks(), free_at_start_);
+    EXPECT_EQ(rpc::WorkerLoadToProto(load).free_kv_blocks(), free_at_start_);
     EXPECT_EQ(scheduler_->prompt_tokens_computed(), 0);
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
     server_.reset();
@@ -172,7 +172,7 @@ class DecodeServiceTest : public ::testing::Test {
     EXPECT_TRUE(out.push_status.ok()) << out.push_status.error_message();
     EXPECT_TRUE(out.reserved);
     EXPECT_EQ(FullOutput(out, prefill.first_token), reference.output_ids) << text;
-    EXPECT_EQ(out.finish_reason, engine::FinishReasonName(reference.finish));
+    EXPECT_EQ(out.finish_reason, request::FinishReasonName(reference.finish));
     EXPECT_EQ(out.completion_tokens, static_cast<int32_t>(reference.output_ids.size()));
     EXPECT_EQ(out.prompt_tokens_computed, 0);
     for (size_t i = 0; i < out.indices.size(); ++i) EXPECT_EQ(out.indices[i], int(i) + 1);

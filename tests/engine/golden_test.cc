@@ -39,8 +39,8 @@ TEST_P(GoldenTest, GreedyOutputMatchesReference) {
         Generate(*engine, request, [&](absl::string_view text) { streamed.append(text.data(), text.size()); });
     ASSERT_TRUE(result.ok()) << result.status();
     EXPECT_EQ(result->output_ids, golden.output_ids);
-    EXPECT_EQ(result->finish, golden.finish == "bos" ? FinishReason::kEndOfGeneration
-                                                     : FinishReason::kLength);
+    EXPECT_EQ(result->finish, golden.finish == "bos" ? request::FinishReason::kEos
+                                                     : request::FinishReason::kLength);
     EXPECT_EQ(result->text, golden.continuation);
     EXPECT_EQ(streamed, golden.continuation);
   }

@@ -180,9 +180,10 @@ class RelayTest : public ::testing::Test {
   }
 
   std::unique_ptr<TestSink> Start(const v1::GenerateRequest& request,
-                                  absl::Time deadline = absl::InfiniteFuture()) {
+                                  absl::Time deadline = absl::InfiniteFuture(),
+                                  const std::string& client_key = "") {
     auto sink = std::make_unique<TestSink>();
-    sink->Attach(relay_->Start(request, *sink, deadline));
+    sink->Attach(relay_->Start(request, *sink, deadline, client_key));
     return sink;
   }
 
@@ -436,6 +437,33 @@ TEST_F(RelayTest, PastTheQueueRequestsAreRefusedWithARetryHint) {
   EXPECT_TRUE(first->Wait().ok());
   EXPECT_TRUE(second->Wait().ok());  // fed from the queue as the slot freed
   EXPECT_TRUE(Eventually([&] { return relay_->in_flight() == 0 && relay_->queued() == 0; }));
+}
+
+TEST_F(RelayTest, QueueTakesClientsInTurnSoAFloodDoesNotStarveAnotherClient) {
+  AddWorker("prefill-0", v1::WORKER_ROLE_PREFILL);
+  AddWorker("decode-0", v1::WORKER_ROLE_DECODE);
+  RelayOptions options;
+  options.max_in_flight = 1;
+  options.max_buffered_messages = 1;
+  StartRelay(options);
+  auto holder = std::make_unique<TestSink>();
+  holder->Stall();  // holds the one slot while the others queue
+  holder->Attach(relay_->Start(Text("Once", 30), *holder, absl::InfiniteFuture(), "flood"));
+  ASSERT_TRUE(Eventually([&] { return relay_->in_flight() == 1; }));
+  std::vector<std::unique_ptr<TestSink>> flood;
+  for (int i = 0; i < 5; ++i) flood.push_back(Start(Text("Once", 2), absl::InfiniteFuture(), "flood"));
+  auto probe = Start(Text("The dog", 2), absl::InfiniteFuture(), "probe");
+  ASSERT_TRUE(Eventually([&] { return relay_->queued() == 6; }));
+  holder->Resume();
+  ASSERT_TRUE(probe->Wait().ok());
+  for (auto& sink : flood) ASSERT_TRUE(sink->Wait().ok());
+  // Admission order = Decode call order: the holder, one of the flood, then the probe (its
+  // key's turn), although it came after all five.
+  std::vector<FakeCluster::Call> decodes = cluster_.decode_calls();
+  ASSERT_EQ(decodes.size(), 7u);
+  const std::vector<int32_t> probe_prompt = decodes[2].prompt_ids;
+  EXPECT_NE(probe_prompt, decodes[1].prompt_ids);
+  for (size_t i = 3; i < decodes.size(); ++i) EXPECT_EQ(decodes[i].prompt_ids, decodes[1].prompt_ids);
 }
 
 TEST_F(RelayTest, DeadlineWhileQueuedEndsTheRequestSayingWhere) {

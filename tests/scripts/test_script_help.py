@@ -26,14 +26,6 @@ ROOT = pathlib.Path(os.environ.get("PDSERVE_ROOT") or pathlib.Path(__file__).res
 TIME_LIMIT_S = 5.0  # "a couple of seconds", with room for a loaded 2-core machine
 MARKER_VAR = "PDSERVE_HELP_TEST_MARKER"
 
-# (script, check) pairs known to fail, with why; check is "help" or "unknown_option". Marked
-# xfail(strict): once fixed, the test fails until the entry is removed. Both are owned by the
-# fuzzing work, not by this test's author.
-KNOWN_BROKEN = {
-    ("deploy/fuzz-gguf.sh", "help"): "its --help runs the fuzzer build",
-    ("deploy/fuzz-gguf.sh", "unknown_option"): "it takes --no-such-option for SECONDS",
-    ("deploy/fuzz.sh", "unknown_option"): "it says 'unknown target' without its usage",
-}
 
 
 def scripts() -> list[str]:
@@ -127,16 +119,7 @@ def run_script(checkout: pathlib.Path, script: str, arg: str) -> subprocess.Comp
     return result
 
 
-def cases(check: str) -> list:
-    params = []
-    for script in scripts():
-        why = KNOWN_BROKEN.get((script, check))
-        marks = [pytest.mark.xfail(reason=why, strict=True)] if why else []
-        params.append(pytest.param(script, id=script, marks=marks))
-    return params
-
-
-@pytest.mark.parametrize("script", cases("help"))
+@pytest.mark.parametrize("script", scripts())
 @pytest.mark.parametrize("arg", ["--help", "-h"])
 def test_help_prints_usage_on_stdout_and_starts_nothing(checkout, script, arg):
     r = run_script(checkout, script, arg)
@@ -146,7 +129,7 @@ def test_help_prints_usage_on_stdout_and_starts_nothing(checkout, script, arg):
     assert name in r.stdout, f"{script} {arg}: the usage does not name {name}\n{output}"
 
 
-@pytest.mark.parametrize("script", cases("unknown_option"))
+@pytest.mark.parametrize("script", scripts())
 def test_unknown_option_prints_usage_on_stderr_and_exits_2(checkout, script):
     r = run_script(checkout, script, "--no-such-option")
     output = f"stdout:\n{r.stdout}\nstderr:\n{r.stderr}"
