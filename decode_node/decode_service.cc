@@ -16,15 +16,6 @@
 namespace pdserve::decode {
 namespace {
 
-// The call's deadline; InfiniteFuture when it has none (gRPC gives a far-future time point).
-absl::Time CallDeadline(const grpc::CallbackServerContext& context) {
-  const std::chrono::system_clock::time_point deadline = context.deadline();
-  if (deadline >= std::chrono::system_clock::now() + std::chrono::hours(24 * 365)) {
-    return absl::InfiniteFuture();
-  }
-  return absl::FromChrono(deadline);
-}
-
 class RejectedDecode final : public grpc::ServerWriteReactor<v1::DecodeEvent> {
  public:
   explicit RejectedDecode(const grpc::Status& status) { Finish(status); }
@@ -212,7 +203,7 @@ grpc::ServerWriteReactor<v1::DecodeEvent>* DecodeWorkerService::Decode(
   if (absl::Status s = rpc::AuthorizeClusterPeer(*context, options_.security); !s.ok()) {
     return RejectDecode(rpc::ToGrpcStatus(s));
   }
-  return new DecodeReactor(scheduler_, options_, *request, CallDeadline(*context));
+  return new DecodeReactor(scheduler_, options_, *request, rpc::CallDeadline(*context));
 }
 
 }  // namespace pdserve::decode

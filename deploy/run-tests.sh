@@ -14,13 +14,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/deploy/lib/usage.sh"
-for arg in "$@"; do
-  case $arg in
-    -h|--help) usage; exit 0 ;;
-    -D?*|-U?*) ;;
-    *) usage_error "unknown argument '$arg' (only -DVAR=VALUE and -UVAR go to cmake)" ;;
-  esac
-done
+usage_cmake_args "$@"
 build_dir=${PDSERVE_BUILD_DIR:-$root/build}
 "$root/deploy/build.sh" "$@"
 ctest --test-dir "$build_dir" --output-on-failure --timeout 900 -j2

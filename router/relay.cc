@@ -192,6 +192,17 @@ void RelayCall::Admitted(const WorkerSnapshot& decode, int64_t blocks) {
   StartAttempt();
 }
 
+template <typename WorkerRequest>
+void RelayCall::FillAttempt(WorkerRequest& request) const {
+  const StrandState& s = *s_;
+  request.set_request_id(s.attempt_id == 1
+                             ? s.worker_request_id
+                             : absl::StrCat(s.worker_request_id, ".", s.attempt_id));
+  request.mutable_prompt_ids()->Add(s.request.prompt_ids.begin(), s.request.prompt_ids.end());
+  const std::vector<int32_t>& generated = s.output->generated();
+  request.mutable_prompt_ids()->Add(generated.begin(), generated.end());
+}
+
 bool RelayCall::CountAttempt() {
   StrandState& s = *s_;
   const bool busy = s.next_is_busy_retry;
@@ -246,11 +257,7 @@ void RelayCall::StartAttempt() {
   relay_.stats_.RecordDispatch(decode->worker_id);
 
   v1::DecodeRequest request;
-  request.set_request_id(s.attempt_id == 1
-                             ? s.worker_request_id
-                             : absl::StrCat(s.worker_request_id, ".", s.attempt_id));
-  request.mutable_prompt_ids()->Add(s.request.prompt_ids.begin(), s.request.prompt_ids.end());
-  request.mutable_prompt_ids()->Add(generated.begin(), generated.end());
+  FillAttempt(request);
   request.set_max_tokens(s.output->remaining_tokens());
   *request.mutable_sampling() = rpc::SamplingToProto(s.request.sampling);
   request.set_ignore_eos(s.request.ignore_eos);
@@ -331,12 +338,7 @@ void RelayCall::StartPrefill() {
   relay_.stats_.RecordDispatch(prefill->worker_id);
 
   v1::PrefillRequest request;
-  request.set_request_id(s.attempt_id == 1
-                             ? s.worker_request_id
-                             : absl::StrCat(s.worker_request_id, ".", s.attempt_id));
-  request.mutable_prompt_ids()->Add(s.request.prompt_ids.begin(), s.request.prompt_ids.end());
-  const std::vector<int32_t>& generated = s.output->generated();
-  request.mutable_prompt_ids()->Add(generated.begin(), generated.end());
+  FillAttempt(request);
   *request.mutable_sampling() = rpc::SamplingToProto(s.request.sampling);
   request.set_decode_address(s.decode_worker.address);
   *request.mutable_handoff() = s.handoff;

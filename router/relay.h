@@ -129,6 +129,10 @@ class RelayCall : public std::enable_shared_from_this<RelayCall> {
   void Admitted(const WorkerSnapshot& decode, int64_t blocks);
   // The blocks this request's current decode reservation is charged with are free again.
   void ReleaseHeldBlocks();
+  // The attempt's worker request id (unique: a retry gets ".<attempt>") and prompt: the
+  // client's, followed by every token generated so far (a failover resumes after them).
+  template <typename WorkerRequest>
+  void FillAttempt(WorkerRequest& request) const;
   // Counts the attempt about to start against its budget; false when that is spent.
   bool CountAttempt();
   void StartAttempt();

@@ -9,19 +9,11 @@
 #include "absl/strings/str_cat.h"
 #include "common/rpc/finished_reactor.h"
 #include "common/rpc/grpc_status.h"
+#include "common/rpc/proto_convert.h"
 #include "router/request_validation.h"
 
 namespace pdserve::router {
 namespace {
-
-// The call's deadline; InfiniteFuture when it has none (gRPC gives a far-future time point).
-absl::Time CallDeadline(const grpc::CallbackServerContext& context) {
-  const std::chrono::system_clock::time_point deadline = context.deadline();
-  if (deadline >= std::chrono::system_clock::now() + std::chrono::hours(24 * 365)) {
-    return absl::InfiniteFuture();
-  }
-  return absl::FromChrono(deadline);
-}
 
 // Who the client is, for the relay's fair queue: its API key (already checked) when it sent one,
 // else its connection.
@@ -54,7 +46,7 @@ class RouterService::GenerateReactor final : public grpc::ServerWriteReactor<grp
   GenerateReactor(Relay& relay, grpc::CallbackServerContext& context,
                   const grpc::ByteBuffer& request)
       : context_(context) {
-    call_ = relay.Start(ParseGenerateRequest(BufferBytes(request)), *this, CallDeadline(context),
+    call_ = relay.Start(ParseGenerateRequest(BufferBytes(request)), *this, rpc::CallDeadline(context),
                         ClientKey(context));
   }
 

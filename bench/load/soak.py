@@ -29,7 +29,6 @@ import json
 import os
 import pathlib
 import random
-import shlex
 import signal
 import subprocess
 import sys
@@ -39,6 +38,8 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FAILURE_EXAMPLES: dict = {}  # one message per status code of the failed requests
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT / "deploy" / "lib"))
+from launched_cluster import read_pids, restart_process  # noqa: E402
 
 
 def parse_args(argv: list) -> argparse.Namespace:
@@ -66,34 +67,12 @@ def launch(args, *words) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def read_pids(run_dir: pathlib.Path) -> dict:
-    return {n: int(p) for n, p in (l.split() for l in (run_dir / "pids").read_text().splitlines())}
-
-
 def rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
-
-
-def restart(run_dir: pathlib.Path, name: str) -> subprocess.Popen:
-    """Starts `name` again with the command line launch.sh logged first in NAME.log, in its own
-    session, and puts its new pid in the pid file (so launch.sh --stop stops it)."""
-    log = run_dir / f"{name}.log"
-    words = shlex.split(log.read_text().splitlines()[0])[1:]  # drop the time stamp
-    if words and words[0] == "setsid":
-        words = words[1:]
-    with open(log, "a") as out:
-        out.write(f"---- restarted by soak.py: {shlex.join(words)}\n")
-        out.flush()
-        proc = subprocess.Popen(words, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    pids = read_pids(run_dir)
-    pids[name] = proc.pid
-    (run_dir / "pids").write_text("".join(f"{n} {p}\n" for n, p in pids.items()))
-    return proc
 
 
 def random_request(router_pb2, rng: random.Random):
@@ -158,7 +137,7 @@ async def run_load(router: str, args, run_dir: pathlib.Path, procs: list) -> col
             counts["restarts"] += 1
             print(f"soak: killed {name} (pid {pid}); restarting it", flush=True)
             await asyncio.sleep(0.5)
-            procs.append(restart(run_dir, name))
+            procs.append(restart_process(run_dir, name, "soak.py"))
 
     try:
         tasks = [client(stubs[i % len(stubs)], router_pb2, random.Random(rng.random()), args,

@@ -1,5 +1,7 @@
 #include "common/rpc/proto_convert.h"
 
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
 
 namespace pdserve::rpc {
@@ -51,6 +53,14 @@ absl::StatusOr<kv::KvLayout> KvLayoutFromProto(const v1::KvLayoutInfo& info) {
   layout.dtype = *dtype;
   if (absl::Status s = layout.Validate(); !s.ok()) return s;
   return layout;
+}
+
+absl::Time CallDeadline(const grpc::ServerContextBase& context) {
+  const std::chrono::system_clock::time_point deadline = context.deadline();
+  if (deadline >= std::chrono::system_clock::now() + std::chrono::hours(24 * 365)) {
+    return absl::InfiniteFuture();
+  }
+  return absl::FromChrono(deadline);
 }
 
 v1::WorkerLoad WorkerLoadToProto(const request::WorkerLoad& load) {

@@ -31,3 +31,16 @@ usage_only_help() {
     esac
   done
 }
+
+# For scripts whose arguments all go to cmake: handles -h/--help, accepts -DVAR=VALUE and -UVAR,
+# rejects anything else.
+usage_cmake_args() {
+  local arg
+  for arg in "$@"; do
+    case $arg in
+      -h|--help) usage; exit 0 ;;
+      -D?*|-U?*) ;;
+      *) usage_error "unknown argument '$arg' (only -DVAR=VALUE and -UVAR go to cmake)" ;;
+    esac
+  done
+}

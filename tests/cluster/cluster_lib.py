@@ -27,6 +27,9 @@ from pdserve_testlib import (binary, build_dir, free_ports, root_dir, run_binary
                              shared_dir)
 from pdserve_testlib import fetch_smollm2 as run_fetch_model  # noqa: E402,F401
 
+sys.path.insert(0, str(_THIS_DIR.parents[1] / "deploy" / "lib"))
+import launched_cluster  # noqa: E402
+
 ROUTER_BIN = "router/pdserve-router"
 PREFILL_BIN = "prefill_node/pdserve-prefill-worker"
 DECODE_BIN = "decode_node/pdserve-decode-worker"
@@ -149,11 +152,7 @@ def cluster(config: pathlib.Path, run_dir: pathlib.Path):
 
 
 def read_pids(run_dir: pathlib.Path) -> dict:
-    pids = {}
-    for line in (run_dir / "pids").read_text().splitlines():
-        name, pid = line.split()
-        pids[name] = int(pid)
-    return pids
+    return launched_cluster.read_pids(run_dir)
 
 
 def alive(pid: int) -> bool:
@@ -260,21 +259,6 @@ def tcp_bytes_received(pid: int, netns: str | None = None) -> int:
 
 def restart_process(run_dir: pathlib.Path, name: str) -> subprocess.Popen:
     """Starts process `name` of a launched cluster again, by hand, with the command line
-    launch.sh logged as the first line of run_dir/NAME.log (after its time stamp): in its own
-    session, output appended to that log. Its line in run_dir/pids gets the new pid, so that
-    launch.sh --stop (and cluster()) stops it like the others. The caller waits for the Popen."""
-    import shlex
-    log = run_dir / f"{name}.log"
-    words = shlex.split(log.read_text().splitlines()[0])[1:]  # drop the time stamp
-    if words and words[0] == "setsid":
-        words = words[1:]
-    with open(log, "a") as out:
-        out.write(f"---- restarted by the test: {shlex.join(words)}\n")
-        out.flush()
-        proc = subprocess.Popen(words, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    pid_file = run_dir / "pids"
-    lines = [f"{n} {proc.pid}" if n == name else f"{n} {p}"
-             for n, p in (l.split() for l in pid_file.read_text().splitlines())]
-    pid_file.write_text("".join(l + "\n" for l in lines))
-    return proc
+    launch.sh logged (deploy/lib/launched_cluster.py); launch.sh --stop (and cluster()) stops it
+    like the others. The caller waits for the Popen."""
+    return launched_cluster.restart_process(run_dir, name, "the test")
