@@ -72,7 +72,9 @@ struct RelayCall::StrandState {
   bool decode_read_pending = false;
   std::vector<v1::DecodeEvent> early_events;  // decode's, that beat prefill's answer here
   std::set<std::string> failed_workers;
+  // What the client gets when attempts run out: the most telling failure so far (NoteError).
   absl::Status last_error = absl::UnavailableError("no attempt was made");
+  int last_error_rank = 0;
   int n_backoffs = 0;
 
   // The client stream.
@@ -203,6 +205,16 @@ void RelayCall::FillAttempt(WorkerRequest& request) const {
   request.mutable_prompt_ids()->Add(generated.begin(), generated.end());
 }
 
+void RelayCall::NoteError(const absl::Status& error, bool from_worker) {
+  StrandState& s = *s_;
+  // A worker that died (UNAVAILABLE) is the cause; a reservation that failed because its KV
+  // sender died (ABORTED), or "none is healthy" afterwards, are its consequences.
+  const int rank = !from_worker ? 1 : error.code() == absl::StatusCode::kUnavailable ? 3 : 2;
+  if (rank < s.last_error_rank) return;
+  s.last_error = error;
+  s.last_error_rank = rank;
+}
+
 bool RelayCall::CountAttempt() {
   StrandState& s = *s_;
   const bool busy = s.next_is_busy_retry;
@@ -245,7 +257,7 @@ void RelayCall::StartAttempt() {
                                     : absl::StatusOr<WorkerSnapshot>(prefill_available);
     if (!decode.ok()) {
       // A worker's own failure says more than "none is healthy" (it is why none is).
-      if (s.failed_workers.empty()) s.last_error = decode.status();
+      NoteError(decode.status(), /*from_worker=*/false);
       return Backoff([this] { StartAttempt(); });
     }
     s.held_worker = decode->worker_id;
@@ -452,7 +464,7 @@ void RelayCall::FailAttempt(const WorkerSnapshot& worker, absl::string_view role
                                                      worker.address, "): ", status.message()));
   if (!IsRetryable(status.code())) return End(named);
   // "None is healthy" says less than the failure of the worker that made it so.
-  if (!worker.worker_id.empty() || s.failed_workers.empty()) s.last_error = named;
+  NoteError(named, /*from_worker=*/!worker.worker_id.empty());
   if (!worker.worker_id.empty()) {
     if (status.code() == absl::StatusCode::kUnavailable) {
       relay_.registry_.MarkUnreachable(worker.worker_id);

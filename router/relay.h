@@ -133,6 +133,8 @@ class RelayCall : public std::enable_shared_from_this<RelayCall> {
   // client's, followed by every token generated so far (a failover resumes after them).
   template <typename WorkerRequest>
   void FillAttempt(WorkerRequest& request) const;
+  // Keeps `error` as the one to report if it tells at least as much as the one kept.
+  void NoteError(const absl::Status& error, bool from_worker);
   // Counts the attempt about to start against its budget; false when that is spent.
   bool CountAttempt();
   void StartAttempt();

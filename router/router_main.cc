@@ -111,6 +111,8 @@ int main(int argc, char** argv) {
   options.client_stall_timeout = absl::Milliseconds(*stall_ms);
   // Calls to workers present the cluster's credentials (mutual TLS, the cluster secret).
   rpc::ChannelCache worker_channels(security->ClusterChannelOptions());
+  registry.SetRegistrationListener(
+      [&worker_channels](const std::string& address) { worker_channels.Forget(address); });
   router::GrpcPrefillClient prefill_client(worker_channels);
   router::GrpcDecodeClient decode_client(worker_channels);
   router::Relay relay(*model, registry, stats, prefill_client, decode_client, clock, options);

@@ -106,6 +106,10 @@ absl::Status WorkerRegistry::Register(const WorkerRegistration& registration) {
   entry.blocks_released_since_heartbeat = 0;
   entry.unreachable = false;
   lock.Release();
+  {
+    absl::MutexLock listener_lock(&listener_mu_);
+    if (registration_listener_) registration_listener_(registration.address);
+  }
   NotifyCapacity();
   return absl::OkStatus();
 }
@@ -135,6 +139,12 @@ void WorkerRegistry::NoteReleased(const std::string& worker_id, int64_t kv_block
 void WorkerRegistry::SetCapacityListener(std::function<void()> listener) {
   absl::MutexLock lock(&listener_mu_);
   capacity_listener_ = std::move(listener);
+}
+
+void WorkerRegistry::SetRegistrationListener(
+    std::function<void(const std::string& address)> listener) {
+  absl::MutexLock lock(&listener_mu_);
+  registration_listener_ = std::move(listener);
 }
 
 void WorkerRegistry::NotifyCapacity() {

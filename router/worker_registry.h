@@ -86,6 +86,10 @@ class WorkerRegistry {
   // Runs after every heartbeat and registration (outside the registry's lock), when free
   // capacity may have changed: the relay admits queued requests then. One listener.
   void SetCapacityListener(std::function<void()> listener);
+  // Runs after every successful registration (outside the registry's lock) with the worker's
+  // address: a worker that registers is a process that is listening now, so a channel to that
+  // address still backing off from an earlier process's death can be replaced. One listener.
+  void SetRegistrationListener(std::function<void(const std::string& address)> listener);
 
   // A call to the worker failed as if it were gone (UNAVAILABLE): out of rotation until it
   // heartbeats or registers again. Unknown ids are ignored.
@@ -117,6 +121,7 @@ class WorkerRegistry {
   std::map<std::string, Entry> workers_ ABSL_GUARDED_BY(mu_);
   absl::Mutex listener_mu_;  // taken without mu_
   std::function<void()> capacity_listener_ ABSL_GUARDED_BY(listener_mu_);
+  std::function<void(const std::string&)> registration_listener_ ABSL_GUARDED_BY(listener_mu_);
   void NotifyCapacity();
 };
 

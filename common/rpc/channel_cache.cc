@@ -68,4 +68,9 @@ std::shared_ptr<grpc::Channel> ChannelCache::Get(const std::string& address) {
   return channel;
 }
 
+void ChannelCache::Forget(const std::string& address) {
+  absl::MutexLock lock(&mu_);
+  channels_.erase(address);
+}
+
 }  // namespace pdserve::rpc

@@ -39,6 +39,9 @@ class ChannelCache {
   explicit ChannelCache(ChannelOptions options = {}) : options_(std::move(options)) {}
 
   std::shared_ptr<grpc::Channel> Get(const std::string& address);
+  // The next Get makes a new channel (calls on the old one go on): for a peer known to be
+  // listening again while the old channel may still be backing off from its predecessor.
+  void Forget(const std::string& address);
 
  private:
   const ChannelOptions options_;

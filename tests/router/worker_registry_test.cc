@@ -81,6 +81,54 @@ TEST(WorkerRegistryTest, MissedHeartbeatsTakeAWorkerOutOfRotationUntilOneArrives
   EXPECT_EQ(back->worker_id, "p1");
 }
 
+TEST(WorkerRegistryTest, UnreachableWorkerLeavesAtOnceAndRejoinsWithItsNextHeartbeat) {
+  FakeClock clock;
+  WorkerRegistry registry(absl::Milliseconds(3000), clock.AsClock());
+  ASSERT_TRUE(registry.Register(Decode("d1", Load(0, 0, 10, 10))).ok());
+  registry.MarkUnreachable("d1");
+  registry.MarkUnreachable("nobody");  // ignored
+  EXPECT_FALSE(Find(registry.Snapshot(), "d1")->healthy);  // although its heartbeat is fresh
+  EXPECT_FALSE(SelectDecodeWorker(registry.Snapshot(), 16).ok());
+  clock.now += absl::Milliseconds(100);
+  EXPECT_TRUE(registry.Heartbeat("d1", Load(0, 0, 10, 10)));
+  EXPECT_TRUE(Find(registry.Snapshot(), "d1")->healthy);
+  registry.MarkUnreachable("d1");
+  ASSERT_TRUE(registry.Register(Decode("d1", Load(0, 0, 10, 10))).ok());  // a restart
+  EXPECT_TRUE(Find(registry.Snapshot(), "d1")->healthy);
+}
+
+TEST(WorkerRegistryTest, ReleasedBlocksCountAsFreeUntilTheNextHeartbeat) {
+  FakeClock clock;
+  WorkerRegistry registry(absl::Milliseconds(3000), clock.AsClock());
+  ASSERT_TRUE(registry.Register(Decode("d1", Load(0, 0, 4, 10))).ok());
+  registry.NoteDispatched("d1", 3);
+  EXPECT_EQ(DecodeFreeBlocks(*Find(registry.Snapshot(), "d1")), 1);
+  registry.NoteReleased("d1", 3);
+  registry.NoteReleased("d1", 6);  // blocks the last heartbeat still counted as taken
+  EXPECT_EQ(DecodeFreeBlocks(*Find(registry.Snapshot(), "d1")), 10);  // never past the total
+  EXPECT_TRUE(registry.Heartbeat("d1", Load(0, 0, 7, 10)));
+  EXPECT_EQ(DecodeFreeBlocks(*Find(registry.Snapshot(), "d1")), 7);  // the report rules again
+}
+
+TEST(WorkerRegistryTest, ListenersHearOfRegistrationsAndCapacity) {
+  FakeClock clock;
+  WorkerRegistry registry(absl::Milliseconds(3000), clock.AsClock());
+  std::vector<std::string> registered;
+  int capacity_events = 0;
+  registry.SetRegistrationListener([&](const std::string& address) { registered.push_back(address); });
+  registry.SetCapacityListener([&] { ++capacity_events; });
+  ASSERT_TRUE(registry.Register(Decode("d1", Load(0, 0, 4, 10))).ok());
+  EXPECT_FALSE(registry.Register(Prefill("")).ok());  // refused: no event
+  EXPECT_TRUE(registry.Heartbeat("d1", Load(0, 0, 4, 10)));
+  EXPECT_FALSE(registry.Heartbeat("unknown", Load(0, 0, 4, 10)));
+  EXPECT_EQ(registered, std::vector<std::string>{"127.0.0.1:2"});
+  EXPECT_EQ(capacity_events, 2);  // the registration and the heartbeat
+  registry.SetCapacityListener(nullptr);
+  registry.SetRegistrationListener(nullptr);
+  EXPECT_TRUE(registry.Heartbeat("d1", Load(0, 0, 4, 10)));
+  EXPECT_EQ(capacity_events, 2);
+}
+
 TEST(WorkerRegistryTest, ExactlyAtTheTimeoutIsStillHealthy) {
   FakeClock clock;
   WorkerRegistry registry(absl::Milliseconds(100), clock.AsClock());
