@@ -86,7 +86,8 @@ std::string Latency(const std::string& name, const v1::LatencySummary& s) {
 
 void PrintStats(const v1::GetStatsResponse& response) {
   const v1::ClusterStats& c = response.cluster();
-  std::cout << "cluster: " << Counts(c.requests()) << "\n"
+  std::cout << "cluster: " << Counts(c.requests()) << absl::StrFormat(" (%d queued)", c.queued())
+            << "\n"
             << Latency("queue", c.queue_seconds()) << Latency("ttft", c.ttft_seconds())
             << Latency("tpot", c.tpot_seconds()) << Latency("e2e", c.e2e_seconds())
             << absl::StrFormat("  tokens: prompt %d, completion %d; %.1f output tokens/s over "

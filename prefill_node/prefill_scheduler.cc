@@ -8,17 +8,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/request/request_contract.h"
 
 namespace pdserve::prefill {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-constexpr std::chrono::milliseconds kPollInterval{20};
-
-double SecondsBetween(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
+constexpr absl::Duration kPollInterval = absl::Milliseconds(20);
 
 }  // namespace
 
@@ -28,17 +24,18 @@ struct PrefillScheduler::Job {
   PrefillJob request;
   PrefillDone done;
   Ticket ticket = 0;
-  Clock::time_point enqueued;
-  State state = State::kQueued;          // guarded by the scheduler's mutex_
+  absl::Time enqueued;
+  // These two are guarded by the scheduler's mutex_, which an annotation here cannot name.
+  State state = State::kQueued;
+  absl::Status cancel_reason;
   std::atomic<bool> cancelled{false};     // the caller gave up (or the scheduler is stopping)
-  absl::Status cancel_reason;             // guarded by the scheduler's mutex_
 
   // The handoff while it is open, so that a cancelling caller can break a blocked send.
-  std::mutex sender_mutex;
-  kv_transfer::KvHandoffSender* sender = nullptr;  // guarded by sender_mutex
+  absl::Mutex sender_mutex;
+  kv_transfer::KvHandoffSender* sender ABSL_GUARDED_BY(sender_mutex) = nullptr;
 
   void CancelSink() {
-    std::lock_guard<std::mutex> lock(sender_mutex);
+    absl::MutexLock lock(&sender_mutex);
     if (sender != nullptr) sender->Cancel();
   }
 };
@@ -60,7 +57,7 @@ PrefillScheduler::~PrefillScheduler() { Shutdown(); }
 void PrefillScheduler::Shutdown() {
   std::deque<std::shared_ptr<Job>> never_started;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    absl::MutexLock lock(&mutex_);
     if (stopping_ && executors_.empty()) return;
     stopping_ = true;
     for (const std::shared_ptr<Job>& job : queue_) job->state = Job::State::kDone;
@@ -71,14 +68,14 @@ void PrefillScheduler::Shutdown() {
       job->CancelSink();
     }
   }
-  work_cv_.notify_all();
-  blocks_cv_.notify_all();
+  work_cv_.SignalAll();
+  blocks_cv_.SignalAll();
   for (const std::shared_ptr<Job>& job : never_started) {
     job->done(absl::UnavailableError(absl::StrCat("prefill worker is shutting down; request ",
                                                   job->request.request_id, " was not started")));
   }
   for (std::thread& t : executors_) t.join();
-  std::lock_guard<std::mutex> lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   executors_.clear();
 }
 
@@ -121,10 +118,10 @@ absl::StatusOr<PrefillScheduler::Ticket> PrefillScheduler::StartPrefill(PrefillJ
   auto job = std::make_shared<Job>();
   job->request = std::move(request);
   job->done = std::move(done);
-  job->enqueued = Clock::now();
+  job->enqueued = absl::Now();
   const std::string& id = job->request.request_id;
 
-  std::lock_guard<std::mutex> lock(mutex_);
+  absl::MutexLock lock(&mutex_);
   if (stopping_) return absl::UnavailableError("prefill worker is shutting down");
   if (static_cast<int>(queue_.size()) >= options_.queue_capacity) {
     return absl::ResourceExhaustedError(
@@ -133,14 +130,14 @@ absl::StatusOr<PrefillScheduler::Ticket> PrefillScheduler::StartPrefill(PrefillJ
   }
   job->ticket = next_ticket_++;
   queue_.push_back(job);
-  work_cv_.notify_one();
+  work_cv_.Signal();
   return job->ticket;
 }
 
 void PrefillScheduler::Cancel(Ticket ticket, const absl::Status& reason) {
   std::shared_ptr<Job> dropped;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    absl::MutexLock lock(&mutex_);
     auto queued = std::find_if(queue_.begin(), queue_.end(),
                                [&](const std::shared_ptr<Job>& j) { return j->ticket == ticket; });
     if (queued != queue_.end()) {
@@ -157,45 +154,46 @@ void PrefillScheduler::Cancel(Ticket ticket, const absl::Status& reason) {
       }
     }
   }
-  blocks_cv_.notify_all();
+  blocks_cv_.SignalAll();
   if (dropped != nullptr) dropped->done(reason);
 }
 
 absl::StatusOr<PrefillOutcome> PrefillScheduler::Prefill(PrefillJob request) {
   struct Answer {
-    std::mutex mutex;
-    std::condition_variable cv;
-    std::optional<absl::StatusOr<PrefillOutcome>> value;  // guarded by mutex
+    absl::Mutex mutex;
+    std::optional<absl::StatusOr<PrefillOutcome>> value ABSL_GUARDED_BY(mutex);
   };
   auto answer = std::make_shared<Answer>();
   const std::string id = request.request_id;
-  const std::chrono::system_clock::time_point deadline = request.deadline;
+  const absl::Time deadline = request.deadline;
   const std::function<bool()> is_cancelled = request.is_cancelled;
   absl::StatusOr<Ticket> ticket =
       StartPrefill(std::move(request), [answer](absl::StatusOr<PrefillOutcome> outcome) {
-        std::lock_guard<std::mutex> lock(answer->mutex);
+        absl::MutexLock lock(&answer->mutex);
         answer->value = std::move(outcome);
-        answer->cv.notify_all();
       });
   if (!ticket.ok()) return ticket.status();
-  std::unique_lock<std::mutex> lock(answer->mutex);
+  absl::MutexLock lock(&answer->mutex);
+  auto answered = [&answer]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(answer->mutex) {
+    return answer->value.has_value();
+  };
   bool cancelled = false;
-  while (!answer->value.has_value()) {
-    answer->cv.wait_for(lock, kPollInterval);
-    if (answer->value.has_value() || cancelled) continue;
+  while (!answered()) {
+    answer->mutex.AwaitWithTimeout(absl::Condition(&answered), kPollInterval);
+    if (answered() || cancelled) continue;
     absl::Status reason;
     if (is_cancelled && is_cancelled()) {
       reason = absl::CancelledError(absl::StrCat("request ", id, " was cancelled by the caller"));
-    } else if (std::chrono::system_clock::now() >= deadline) {
+    } else if (absl::Now() >= deadline) {
       reason = absl::DeadlineExceededError(
           absl::StrCat("request ", id, " passed its deadline in the prefill worker"));
     } else {
       continue;
     }
     cancelled = true;
-    lock.unlock();
+    answer->mutex.Unlock();
     Cancel(*ticket, reason);
-    lock.lock();
+    answer->mutex.Lock();
   }
   return *std::move(answer->value);
 }
@@ -203,7 +201,7 @@ absl::StatusOr<PrefillOutcome> PrefillScheduler::Prefill(PrefillJob request) {
 PrefillLoad PrefillScheduler::load() const {
   PrefillLoad load;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    absl::MutexLock lock(&mutex_);
     load.queue_length = static_cast<int>(queue_.size());
     load.active_sequences = static_cast<int>(running_.size());
   }
@@ -216,8 +214,8 @@ void PrefillScheduler::ExecutorLoop() {
   while (true) {
     std::shared_ptr<Job> job;
     {
-      std::unique_lock<std::mutex> lock(mutex_);
-      work_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      absl::MutexLock lock(&mutex_);
+      while (!stopping_ && queue_.empty()) work_cv_.Wait(&mutex_);
       if (stopping_) return;
       job = queue_.front();
       queue_.pop_front();
@@ -226,7 +224,7 @@ void PrefillScheduler::ExecutorLoop() {
     }
     absl::StatusOr<PrefillOutcome> result = RunJob(*job);
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      absl::MutexLock lock(&mutex_);
       running_.erase(std::find(running_.begin(), running_.end(), job));
       job->state = Job::State::kDone;
     }
@@ -236,13 +234,13 @@ void PrefillScheduler::ExecutorLoop() {
 
 absl::Status PrefillScheduler::StopReason(const Job& job) const {
   if (job.cancelled) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    absl::MutexLock lock(&mutex_);
     return job.cancel_reason.ok()
                ? absl::CancelledError(absl::StrCat("request ", job.request.request_id,
                                                    " was cancelled"))
                : job.cancel_reason;
   }
-  if (std::chrono::system_clock::now() >= job.request.deadline) {
+  if (absl::Now() >= job.request.deadline) {
     return absl::DeadlineExceededError(absl::StrCat(
         "request ", job.request.request_id, " passed its deadline in the prefill worker"));
   }
@@ -258,21 +256,21 @@ absl::StatusOr<std::vector<kv::BlockId>> PrefillScheduler::AllocateBlocks(const 
     }
     // Another executor holds the blocks; they come back when its request ends.
     if (absl::Status s = StopReason(job); !s.ok()) return s;
-    std::unique_lock<std::mutex> lock(mutex_);
+    absl::MutexLock lock(&mutex_);
     if (stopping_) return absl::UnavailableError("prefill worker is shutting down");
-    blocks_cv_.wait_for(lock, kPollInterval);
+    blocks_cv_.WaitWithTimeout(&mutex_, kPollInterval);
   }
 }
 
 void PrefillScheduler::FreeBlocks(const std::vector<kv::BlockId>& blocks) {
   (void)engine_.kv_pool().Free(blocks);
-  blocks_cv_.notify_all();
+  blocks_cv_.SignalAll();
 }
 
 absl::StatusOr<PrefillOutcome> PrefillScheduler::RunJob(Job& job) {
   const PrefillJob& request = job.request;
   PrefillOutcome outcome;
-  outcome.queue_seconds = SecondsBetween(job.enqueued, Clock::now());
+  outcome.queue_seconds = absl::ToDoubleSeconds(absl::Now() - job.enqueued);
   if (absl::Status s = StopReason(job); !s.ok()) return s;
 
   kv::KvBlockPool& pool = engine_.kv_pool();
@@ -298,7 +296,7 @@ absl::StatusOr<PrefillOutcome> PrefillScheduler::RunJob(Job& job) {
   }
 
   // The decode worker gives up on the reservation when its lease runs out: so do we.
-  absl::Time deadline = absl::FromChrono(request.deadline);
+  absl::Time deadline = request.deadline;
   if (request.handoff.lease_max > absl::ZeroDuration()) {
     deadline = std::min(deadline, absl::Now() + request.handoff.lease_max);
   }
@@ -313,13 +311,13 @@ absl::StatusOr<PrefillOutcome> PrefillScheduler::RunJob(Job& job) {
   if (!stream.ok()) return stream.status();
   kv_transfer::KvHandoffSender sender(pool, request.handoff, prompt, *std::move(stream));
   {
-    std::lock_guard<std::mutex> lock(job.sender_mutex);
+    absl::MutexLock lock(&job.sender_mutex);
     job.sender = &sender;
   }
   struct ForgetSenderOnExit {
     Job& job;
     ~ForgetSenderOnExit() {
-      std::lock_guard<std::mutex> lock(job.sender_mutex);
+      absl::MutexLock lock(&job.sender_mutex);
       job.sender = nullptr;
     }
   } forget_sender{job};
@@ -344,10 +342,10 @@ absl::StatusOr<PrefillOutcome> PrefillScheduler::RunJob(Job& job) {
     }
     absl::StatusOr<std::vector<float>> logits;
     {
-      std::lock_guard<std::mutex> lock(forward_mutex_);
-      const Clock::time_point start = Clock::now();
+      absl::MutexLock lock(&forward_mutex_);
+      const absl::Time start = absl::Now();
       logits = engine_.forward().Forward(batch);
-      outcome.prefill_seconds += SecondsBetween(start, Clock::now());
+      outcome.prefill_seconds += absl::ToDoubleSeconds(absl::Now() - start);
     }
     if (!logits.ok()) {
       sender.Cancel();

@@ -11,19 +11,19 @@
 // The request's KV blocks are taken on kRunning and returned to the pool before kDone, whatever
 // the outcome.
 
-#include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/request/request_contract.h"
 #include "common/engine/engine.h"
 #include "common/kv_transfer/handoff.h"
@@ -40,7 +40,7 @@ struct PrefillJob {
   // Where the KV goes: the decode worker's answer to the reservation, with request_id and
   // control_address (its KvReceiver) set.
   kv_transfer::Handoff handoff;
-  std::chrono::system_clock::time_point deadline = std::chrono::system_clock::time_point::max();
+  absl::Time deadline = absl::InfiniteFuture();  // InfiniteFuture: none
   // Polled while the request waits or runs; true = the caller went away. May be empty.
   std::function<bool()> is_cancelled;
 };
@@ -126,14 +126,15 @@ class PrefillScheduler {
   const PrefillSchedulerOptions options_;
   const int chunk_blocks_;
 
-  mutable std::mutex mutex_;
-  std::condition_variable work_cv_;    // queue_ or stopping_ changed
-  std::condition_variable blocks_cv_;  // blocks went back to the pool
-  Ticket next_ticket_ = 1;                          // guarded by mutex_
-  std::deque<std::shared_ptr<Job>> queue_;          // guarded by mutex_
-  std::vector<std::shared_ptr<Job>> running_;       // guarded by mutex_
-  bool stopping_ = false;                           // guarded by mutex_
-  std::mutex forward_mutex_;  // one forward pass at a time on the engine's thread pool
+  // Lock order: mutex_, then a Job's sender_mutex. forward_mutex_ is never held with another.
+  mutable absl::Mutex mutex_;
+  absl::CondVar work_cv_;    // queue_ or stopping_ changed
+  absl::CondVar blocks_cv_;  // blocks went back to the pool
+  Ticket next_ticket_ ABSL_GUARDED_BY(mutex_) = 1;
+  std::deque<std::shared_ptr<Job>> queue_ ABSL_GUARDED_BY(mutex_);
+  std::vector<std::shared_ptr<Job>> running_ ABSL_GUARDED_BY(mutex_);
+  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
+  absl::Mutex forward_mutex_;  // one forward pass at a time on the engine's thread pool
   std::vector<std::thread> executors_;
 };
 

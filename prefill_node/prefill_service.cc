@@ -49,7 +49,7 @@ class PrefillReactor final : public grpc::ServerUnaryReactor {
       Complete(request, job.status());
       return;
     }
-    job->deadline = context->deadline();
+    job->deadline = rpc::CallDeadline(*context);
     absl::StatusOr<PrefillScheduler::Ticket> ticket = scheduler_.StartPrefill(
         *std::move(job), [this, request](absl::StatusOr<PrefillOutcome> outcome) {
           Complete(request, std::move(outcome));

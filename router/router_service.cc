@@ -92,6 +92,7 @@ grpc::Status RouterService::GetStats(grpc::ServerContext* context,
     return rpc::ToGrpcStatus(s);
   }
   *response = stats_.Get(registry_.Snapshot());
+  response->mutable_cluster()->set_queued(relay_.queued());
   return grpc::Status::OK;
 }
 

@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/engine/engine.h"
 #include "common/kv_transfer/transfer_token.h"
 #include "gtest/gtest.h"
@@ -50,6 +52,7 @@ class FakeSinks final : public kv_transfer::KvSendStreamFactory {
   bool hold_finish = false;     // Finish waits until released or cancelled
   int n_cancelled = 0;
   int n_open = 0;
+  absl::Time open_deadline = absl::InfinitePast();  // the last Open's
 
   void Release() {
     std::lock_guard<std::mutex> lock(mutex);
@@ -100,9 +103,11 @@ class FakeSink final : public kv_transfer::KvSendStream {
 };
 
 absl::StatusOr<std::unique_ptr<kv_transfer::KvSendStream>> FakeSinks::Open(
-    const kv_transfer::Handoff& handoff, const kv_transfer::SenderHello& hello, absl::Time) {
+    const kv_transfer::Handoff& handoff, const kv_transfer::SenderHello& hello,
+    absl::Time deadline) {
   std::lock_guard<std::mutex> lock(mutex);
   ++n_open;
+  open_deadline = deadline;
   return std::make_unique<FakeSink>(*this, hello.request_id);
 }
 
@@ -238,6 +243,60 @@ TEST(PrefillSchedulerTest, CancelledCallerStopsItsRunningRequest) {
   ASSERT_EQ(result.wait_for(std::chrono::seconds(10)), std::future_status::ready);
   EXPECT_EQ(result.get().status().code(), absl::StatusCode::kCancelled);
   EXPECT_EQ(sinks.n_cancelled, 1);
+  EXPECT_EQ(engine->kv_pool().n_free(), engine->kv_pool().n_total());
+}
+
+TEST(PrefillSchedulerTest, TheJobsDeadlineBoundsTheHandoff) {
+  std::unique_ptr<engine::Engine> engine = test_support::LoadStoriesEngine(0);
+  ASSERT_NE(engine, nullptr);
+  FakeSinks sinks;
+  PrefillScheduler scheduler(*engine, sinks, {});
+  PrefillJob job = Job(*engine, "bounded", 40);
+  job.handoff.lease_max = absl::ZeroDuration();  // no lease: the job's deadline alone
+  job.deadline = absl::Now() + absl::Hours(1);
+  const absl::Time deadline = job.deadline;
+  const absl::StatusOr<PrefillOutcome> result = scheduler.Prefill(std::move(job));
+  ASSERT_TRUE(result.ok()) << result.status();
+  std::lock_guard<std::mutex> lock(sinks.mutex);
+  EXPECT_EQ(sinks.open_deadline, deadline);
+}
+
+TEST(PrefillSchedulerTest, PassedDeadlineFailsBeforeAnyHandoff) {
+  std::unique_ptr<engine::Engine> engine = test_support::LoadStoriesEngine(0);
+  ASSERT_NE(engine, nullptr);
+  FakeSinks sinks;
+  PrefillScheduler scheduler(*engine, sinks, {});
+  PrefillJob job = Job(*engine, "late", 40);
+  job.deadline = absl::Now() - absl::Seconds(1);
+  std::promise<absl::StatusOr<PrefillOutcome>> done;
+  std::future<absl::StatusOr<PrefillOutcome>> outcome = done.get_future();
+  ASSERT_TRUE(scheduler
+                  .StartPrefill(std::move(job),
+                                [&done](absl::StatusOr<PrefillOutcome> r) {
+                                  done.set_value(std::move(r));
+                                })
+                  .ok());
+  ASSERT_EQ(outcome.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_EQ(outcome.get().status().code(), absl::StatusCode::kDeadlineExceeded);
+  std::lock_guard<std::mutex> lock(sinks.mutex);
+  EXPECT_EQ(sinks.open_deadline, absl::InfinitePast());  // never opened
+  EXPECT_TRUE(sinks.chunks["late"].empty());
+  EXPECT_EQ(engine->kv_pool().n_free(), engine->kv_pool().n_total());
+}
+
+TEST(PrefillSchedulerTest, CallerPastItsDeadlineStopsItsRunningRequest) {
+  std::unique_ptr<engine::Engine> engine = test_support::LoadStoriesEngine(0);
+  ASSERT_NE(engine, nullptr);
+  FakeSinks sinks;
+  sinks.hold_finish = true;
+  PrefillScheduler scheduler(*engine, sinks, {});
+  PrefillJob job = Job(*engine, "slow", 150);
+  job.deadline = absl::Now() + absl::Seconds(1);
+  auto result = std::async(std::launch::async, [&] { return scheduler.Prefill(job); });
+  ASSERT_EQ(result.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_EQ(result.get().status().code(), absl::StatusCode::kDeadlineExceeded);
+  std::lock_guard<std::mutex> lock(sinks.mutex);
+  EXPECT_EQ(sinks.n_cancelled, 1);  // its handoff, held open in Finish
   EXPECT_EQ(engine->kv_pool().n_free(), engine->kv_pool().n_total());
 }
 

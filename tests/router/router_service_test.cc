@@ -143,9 +143,17 @@ class RouterServiceTest : public ::testing::Test {
     workers_server_ = worker_builder.BuildAndStart();
     ASSERT_NE(workers_server_, nullptr);
     worker_address_ = absl::StrCat("127.0.0.1:", worker_port);
+    StartRouter(RelayOptions{});
+  }
 
+  // (Re)starts the router's server with a relay of these options.
+  void StartRouter(RelayOptions options) {
+    if (router_server_) router_server_->Shutdown(In(std::chrono::milliseconds(500)));
+    router_server_.reset();
+    service_.reset();
+    relay_.reset();  // before the next one: a relay leaves the registry without a listener
     relay_ = std::make_unique<Relay>(*model_, registry_, stats_, prefill_client_, decode_client_,
-                                     clock_, RelayOptions{});
+                                     clock_, options);
     service_ = std::make_unique<RouterService>(*relay_, registry_, stats_);
     registry_service_ = std::make_unique<RegistryService>(registry_, 500);
     grpc::ServerBuilder builder;
@@ -575,6 +583,40 @@ TEST_F(RouterServiceTest, StatsCountRequestsAndSummarizeLatencies) {
   EXPECT_EQ(t.bytes(), 6'000'000);
   EXPECT_DOUBLE_EQ(t.seconds().p50(), 0.001);
   EXPECT_DOUBLE_EQ(t.gb_per_second(), 2.0);
+}
+
+TEST_F(RouterServiceTest, StatsShowTheRoutersQueue) {
+  RegisterWorkers();
+  RelayOptions options;
+  options.max_in_flight = 1;
+  ASSERT_NO_FATAL_FAILURE(StartRouter(options));
+  prefill_.first_token = Byte('a');
+  decode_.hang = true;  // the first request holds the one slot
+  grpc::ClientContext first_context;
+  first_context.set_deadline(In(std::chrono::milliseconds(10000)));
+  auto first = stub_->Generate(&first_context, TextRequest("Once", 50));
+  v1::GenerateResponse response;
+  ASSERT_TRUE(first->Read(&response));
+  grpc::ClientContext second_context;
+  second_context.set_deadline(In(std::chrono::milliseconds(10000)));
+  auto second = stub_->Generate(&second_context, TextRequest("Once", 2));
+  int64_t queued = 0;
+  for (int i = 0; i < 200 && queued == 0; ++i) {
+    grpc::ClientContext context;
+    v1::GetStatsResponse stats;
+    ASSERT_TRUE(stub_->GetStats(&context, v1::GetStatsRequest(), &stats).ok());
+    queued = stats.cluster().queued();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(queued, 1);
+  first_context.TryCancel();
+  second_context.TryCancel();
+  while (first->Read(&response)) {
+  }
+  while (second->Read(&response)) {
+  }
+  first->Finish();
+  second->Finish();
 }
 
 TEST_F(RouterServiceTest, ConcurrentRequestsAllSucceed) {
