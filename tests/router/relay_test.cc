@@ -139,6 +139,7 @@ class TestSink final : public ResponseSink {
 class RelayTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
+    if (model_ != nullptr) return;  // loaded once per process (--gtest_repeat)
     absl::StatusOr<RouterModel> loaded =
         LoadRouterModel(std::string(PDSERVE_SHARED_DIR) + "/models/stories260K.gguf", "");
     ASSERT_TRUE(loaded.ok()) << loaded.status();
