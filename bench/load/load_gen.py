@@ -42,9 +42,11 @@ import collections
 import itertools
 import json
 import math
+import os
 import random
 import signal
 import sys
+import threading
 import time
 
 import grpc.aio
@@ -291,17 +293,30 @@ async def main_async(args) -> int:
     n_streams = (args.concurrency or 0) + args.never_read
     n_channels = args.channels or max(1, math.ceil(n_streams / STREAMS_PER_CHANNEL))
     channels = lc.make_channels(args.router, n_channels)
+    rc = 1
     try:
         try:
             await asyncio.gather(*(asyncio.wait_for(c.channel_ready(), 10) for c in channels))
         except asyncio.TimeoutError:
             print(f"load_gen: cannot reach the router at {args.router}", file=sys.stderr)
-            return 1
+            return rc
         if args.open_loop:
-            return await open_loop(router_pb2_grpc.RouterStub(channels[0]), router_pb2, args)
-        return await closed_loop_and_unread(channels, router_pb2, router_pb2_grpc, args)
+            rc = await open_loop(router_pb2_grpc.RouterStub(channels[0]), router_pb2, args)
+        else:
+            rc = await closed_loop_and_unread(channels, router_pb2, router_pb2_grpc, args)
+        return rc
     finally:
-        await asyncio.gather(*(c.close() for c in channels))
+        # The results are out. grpc.aio's teardown (channel close, event loop and interpreter
+        # exit) has been seen to hang after hundreds of cancelled streams: it gets 30 s, then
+        # the process exits with the run's status anyway.
+        sys.stdout.flush()
+        watchdog = threading.Timer(30, lambda: (sys.stderr.flush(), os._exit(rc)))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            await asyncio.wait_for(asyncio.gather(*(c.close() for c in channels)), 10)
+        except asyncio.TimeoutError:
+            print("load_gen: closing the channels timed out", file=sys.stderr)
 
 
 def main(argv: list) -> int:
