@@ -145,6 +145,16 @@ absl::StatusOr<ValidatedRequest> ValidateGenerateRequest(const v1::GenerateReque
     return absl::Status(ids.status().code(), absl::StrCat("prompt: ", ids.status().message()));
   }
   if (ids->empty()) return absl::InvalidArgumentError("the prompt encodes to no tokens");
+  if (out.max_tokens == 0) {
+    // Unset: as many as the context has room for (vLLM's and OpenAI chat's default).
+    const int64_t room = static_cast<int64_t>(model.context_length) - static_cast<int64_t>(ids->size());
+    if (room < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the prompt of ", ids->size(), " tokens fills the model's context of ",
+          model.context_length, " tokens: no room for a token"));
+    }
+    out.max_tokens = static_cast<int32_t>(room);
+  }
   // The same checks every worker makes of what the router sends it.
   request::SequenceRequest sequence;
   sequence.prompt_ids = *ids;

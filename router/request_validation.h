@@ -16,7 +16,8 @@ namespace pdserve::router {
 
 struct ValidatedRequest {
   std::vector<int32_t> prompt_ids;  // non-empty
-  int32_t max_tokens = 0;           // >= 1; prompt + max_tokens <= context length
+  int32_t max_tokens = 0;           // >= 1; prompt + max_tokens <= context length (a request's 0
+                                    // becomes what the context has room for)
   sampling::SamplingParams sampling;
   std::vector<std::string> stop;    // each non-empty
   bool ignore_eos = false;

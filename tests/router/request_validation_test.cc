@@ -65,6 +65,18 @@ TEST_F(SmolLm2ValidationTest, ContextLimitNamesBothNumbers) {
   EXPECT_NE(validated.status().message().find("max_tokens"), std::string::npos);
 }
 
+TEST_F(SmolLm2ValidationTest, UnsetMaxTokensIsTheRoomLeftInTheContext) {
+  v1::GenerateRequest request;
+  request.set_text("Hello there");
+  absl::StatusOr<ValidatedRequest> validated = ValidateGenerateRequest(request, *model_);
+  ASSERT_TRUE(validated.ok()) << validated.status();
+  EXPECT_EQ(validated->max_tokens,
+            model_->context_length - static_cast<int64_t>(validated->prompt_ids.size()));
+  request.set_max_tokens(-1);
+  EXPECT_EQ(ValidateGenerateRequest(request, *model_).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST(ParseGenerateRequestTest, NamesTheFieldWithInvalidUtf8) {
   v1::GenerateRequest request;
   request.set_max_tokens(3);
