@@ -10,6 +10,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
@@ -25,6 +26,7 @@ namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = net::ip::tcp;
+using TlsStream = net::ssl::stream<tcp::socket>;
 
 // After the last response of a connection the server shuts its side and reads (and discards)
 // what the client still sends, for at most this long, before closing: closing a socket with
@@ -32,7 +34,7 @@ using tcp = net::ip::tcp;
 constexpr auto kLingerTime = std::chrono::seconds(2);
 constexpr size_t kMaxHeaderBytes = 64 << 10;
 
-class Session;
+class SessionBase;
 
 std::string AsString(beast::string_view view) { return std::string(view.data(), view.size()); }
 
@@ -46,20 +48,47 @@ struct ServerState {
   const HttpServerOptions options;
   const HttpHandler handler;
   net::io_context ioc;
+  std::unique_ptr<net::ssl::context> tls;  // null: plaintext
   std::atomic<int> connections{0};  // counted sessions alive
 
   absl::Mutex mu;
   bool stopped ABSL_GUARDED_BY(mu) = false;
-  absl::flat_hash_set<Session*> sessions ABSL_GUARDED_BY(mu);
+  absl::flat_hash_set<SessionBase*> sessions ABSL_GUARDED_BY(mu);
 };
 
-// One connection. Every member is touched only in the socket's strand.
-class Session : public std::enable_shared_from_this<Session> {
+// What an exchange and the server's shutdown call on a connection, whatever its transport. The
+// calls taking an exchange `id` run in the connection's strand (Post them); stale ids are
+// ignored.
+class SessionBase : public std::enable_shared_from_this<SessionBase> {
  public:
+  virtual ~SessionBase() = default;
+  // Runs `step` in the strand unless the server has stopped (then false, and nothing runs).
+  virtual bool Post(std::function<void()> step) = 0;
+  // For the server's own shutdown, which runs after `stopped` is set.
+  virtual void PostInternal(std::function<void()> step) = 0;
+  virtual void Respond(uint64_t id, HttpResponse response) = 0;
+  virtual void StartStream(uint64_t id, int status, std::string content_type,
+                           std::vector<std::pair<std::string, std::string>> headers) = 0;
+  virtual void Write(uint64_t id, std::string data, std::function<void(bool)> on_done) = 0;
+  virtual void EndStream(uint64_t id) = 0;
+  virtual void SetClientGoneCallback(uint64_t id, std::function<void()> on_gone) = 0;
+  // The handler let go of the exchange: one it never answered gets 500; a stream it never ended
+  // cannot be completed, so the connection closes.
+  virtual void DropExchange(uint64_t id) = 0;
+  virtual void Close() = 0;
+};
+
+// One connection over `Stream`: tcp::socket, or TlsStream (HTTPS). Every member is touched only
+// in the connection's strand.
+template <class Stream>
+class Session final : public SessionBase {
+ public:
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+
   // `counted`: a connection within the limit; otherwise it is only answered 429 and closed.
-  Session(std::shared_ptr<ServerState> state, tcp::socket socket, bool counted)
-      : state_(std::move(state)), counted_(counted), socket_(std::move(socket)),
-        timer_(socket_.get_executor()) {
+  Session(std::shared_ptr<ServerState> state, Stream stream, bool counted)
+      : state_(std::move(state)), counted_(counted), stream_(std::move(stream)),
+        timer_(stream_.get_executor()) {
     if (counted_) state_->connections.fetch_add(1);
     absl::MutexLock lock(&state_->mu);
     state_->sessions.insert(this);
@@ -72,8 +101,25 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void Start() {
     beast::error_code ec;
-    const tcp::endpoint remote = socket_.remote_endpoint(ec);
+    const tcp::endpoint remote = Socket().remote_endpoint(ec);
     if (!ec) peer_ = absl::StrCat(remote.address().to_string(), ":", remote.port());
+    if constexpr (kTls) {
+      ArmIdleTimer();
+      stream_.async_handshake(net::ssl::stream_base::server,
+                              [self = Self()](beast::error_code handshake_ec) {
+                                self->timer_.cancel();
+                                // A plaintext client or a failed handshake: nothing can carry
+                                // an answer.
+                                if (handshake_ec) return self->Close();
+                                self->Begin();
+                              });
+    } else {
+      Begin();
+    }
+  }
+
+ private:
+  void Begin() {
     if (!counted_) {
       keep_alive_ = false;
       exchange_open_ = true;
@@ -85,25 +131,23 @@ class Session : public std::enable_shared_from_this<Session> {
     ReadRequest();
   }
 
-  // Runs `step` in the strand unless the server has stopped (then false, and nothing runs).
-  bool Post(std::function<void()> step) {
+ public:
+  bool Post(std::function<void()> step) override {
     absl::ReaderMutexLock lock(&state_->mu);
     if (state_->stopped) return false;
-    net::post(socket_.get_executor(), std::move(step));
+    net::post(stream_.get_executor(), std::move(step));
     return true;
   }
-  // For the server's own shutdown, which runs after `stopped` is set.
-  void PostInternal(std::function<void()> step) {
-    net::post(socket_.get_executor(), std::move(step));
+  void PostInternal(std::function<void()> step) override {
+    net::post(stream_.get_executor(), std::move(step));
   }
 
-  // The exchange's calls (strand only); `id` names the exchange, stale ones are ignored.
-  void Respond(uint64_t id, HttpResponse response) {
+  void Respond(uint64_t id, HttpResponse response) override {
     if (!IsCurrent(id) || answered_) return;
     SendResponse(std::move(response));
   }
   void StartStream(uint64_t id, int status, std::string content_type,
-                   std::vector<std::pair<std::string, std::string>> headers) {
+                   std::vector<std::pair<std::string, std::string>> headers) override {
     if (!IsCurrent(id) || answered_) return;
     answered_ = true;
     auto head = std::make_shared<bhttp::response<bhttp::empty_body>>(
@@ -116,14 +160,14 @@ class Session : public std::enable_shared_from_this<Session> {
     auto serializer = std::make_shared<bhttp::response_serializer<bhttp::empty_body>>(*head);
     QueueWrite(
         [this, head, serializer](auto done) {
-          bhttp::async_write_header(socket_, *serializer,
+          bhttp::async_write_header(stream_, *serializer,
                                     [head, serializer, done](beast::error_code ec, size_t) {
                                       done(ec);
                                     });
         },
         nullptr);
   }
-  void Write(uint64_t id, std::string data, std::function<void(bool)> on_done) {
+  void Write(uint64_t id, std::string data, std::function<void(bool)> on_done) override {
     if (!IsCurrent(id) || !answered_ || ended_ || closed_) {
       on_done(false);
       return;
@@ -135,22 +179,22 @@ class Session : public std::enable_shared_from_this<Session> {
     auto bytes = std::make_shared<std::string>(std::move(data));
     QueueWrite(
         [this, bytes](auto done) {
-          net::async_write(socket_, bhttp::make_chunk(net::buffer(*bytes)),
+          net::async_write(stream_, bhttp::make_chunk(net::buffer(*bytes)),
                            [bytes, done](beast::error_code ec, size_t) { done(ec); });
         },
         std::move(on_done));
   }
-  void EndStream(uint64_t id) {
+  void EndStream(uint64_t id) override {
     if (!IsCurrent(id) || !answered_ || ended_) return;
     ended_ = true;
     QueueWrite(
         [this](auto done) {
-          net::async_write(socket_, bhttp::make_chunk_last(),
+          net::async_write(stream_, bhttp::make_chunk_last(),
                            [done](beast::error_code ec, size_t) { done(ec); });
         },
-        [self = shared_from_this()](bool ok) { self->FinishExchange(ok); });
+        [self = Self()](bool ok) { self->FinishExchange(ok); });
   }
-  void SetClientGoneCallback(uint64_t id, std::function<void()> on_gone) {
+  void SetClientGoneCallback(uint64_t id, std::function<void()> on_gone) override {
     if (!IsCurrent(id)) return;
     if (gone_) {
       on_gone();
@@ -158,9 +202,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     on_gone_ = std::move(on_gone);
   }
-  // The handler let go of the exchange: one it never answered gets 500; a stream it never ended
-  // cannot be completed, so the connection closes.
-  void DropExchange(uint64_t id) {
+  void DropExchange(uint64_t id) override {
     if (!IsCurrent(id)) return;
     if (!answered_) {
       SendResponse(ErrorResponse(500, "the server dropped the request without an answer",
@@ -169,19 +211,21 @@ class Session : public std::enable_shared_from_this<Session> {
       Close();
     }
   }
-  void Close() {
+  void Close() override {
     if (closed_) return;
     closed_ = true;
     beast::error_code ignored;
     timer_.cancel();
-    socket_.shutdown(tcp::socket::shutdown_both, ignored);
-    socket_.close(ignored);
+    Socket().shutdown(tcp::socket::shutdown_both, ignored);
+    Socket().close(ignored);
     FireGone();
   }
 
-  const std::string& peer() const { return peer_; }
 
  private:
+  std::shared_ptr<Session> Self() { return std::static_pointer_cast<Session>(shared_from_this()); }
+  tcp::socket& Socket() { return beast::get_lowest_layer(stream_); }
+
   bool IsCurrent(uint64_t id) const { return id == exchange_id_ && exchange_open_; }
 
   void ReadRequest() {
@@ -190,8 +234,8 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->header_limit(kMaxHeaderBytes);
     timed_out_ = false;
     ArmIdleTimer();
-    bhttp::async_read(socket_, buffer_, *parser_,
-                      [self = shared_from_this()](beast::error_code ec, size_t) {
+    bhttp::async_read(stream_, buffer_, *parser_,
+                      [self = Self()](beast::error_code ec, size_t) {
                         self->OnRead(ec);
                       });
   }
@@ -199,11 +243,11 @@ class Session : public std::enable_shared_from_this<Session> {
   void ArmIdleTimer() {
     timer_.expires_after(std::chrono::microseconds(
         absl::ToInt64Microseconds(state_->options.idle_timeout)));
-    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    timer_.async_wait([self = Self()](beast::error_code ec) {
       if (ec || self->closed_) return;
       self->timed_out_ = true;
       beast::error_code ignored;
-      self->socket_.cancel(ignored);
+      self->Socket().cancel(ignored);
     });
   }
 
@@ -259,8 +303,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // exchange has ended this read is what waits for that next request.
   void WatchConnection() {
     watch_pending_ = true;
-    socket_.async_read_some(
-        buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t n) {
+    stream_.async_read_some(
+        buffer_.prepare(4096), [self = Self()](beast::error_code ec, size_t n) {
           self->OnWatch(ec, n);
         });
   }
@@ -313,10 +357,10 @@ class Session : public std::enable_shared_from_this<Session> {
     message->prepare_payload();
     QueueWrite(
         [this, message](auto done) {
-          bhttp::async_write(socket_, *message,
+          bhttp::async_write(stream_, *message,
                              [message, done](beast::error_code ec, size_t) { done(ec); });
         },
-        [self = shared_from_this()](bool ok) { self->FinishExchange(ok); });
+        [self = Self()](bool ok) { self->FinishExchange(ok); });
   }
 
   void RespondAndClose(int status, absl::string_view message) {
@@ -344,9 +388,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void Linger() {
     lingering_ = true;
     beast::error_code ignored;
-    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    Socket().shutdown(tcp::socket::shutdown_send, ignored);
     timer_.expires_after(kLingerTime);
-    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    timer_.async_wait([self = Self()](beast::error_code ec) {
       if (!ec) self->Close();
     });
     if (!watch_pending_) Discard();
@@ -355,8 +399,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (closed_) return;
     buffer_.clear();
     watch_pending_ = true;
-    socket_.async_read_some(buffer_.prepare(4096),
-                            [self = shared_from_this()](beast::error_code ec, size_t) {
+    stream_.async_read_some(buffer_.prepare(4096),
+                            [self = Self()](beast::error_code ec, size_t) {
                               self->watch_pending_ = false;
                               if (ec) {
                                 self->Close();
@@ -385,7 +429,7 @@ class Session : public std::enable_shared_from_this<Session> {
       NextWrite();
       return;
     }
-    writes_.front().start([self = shared_from_this()](beast::error_code ec) {
+    writes_.front().start([self = Self()](beast::error_code ec) {
       PendingWrite write = std::move(self->writes_.front());
       self->writes_.pop_front();
       if (ec) self->Close();
@@ -401,7 +445,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   const std::shared_ptr<ServerState> state_;  // first: outlives the socket
   const bool counted_;
-  tcp::socket socket_;
+  Stream stream_;
   net::steady_timer timer_;
   std::string peer_;
   beast::flat_buffer buffer_;
@@ -424,7 +468,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
 class Exchange final : public HttpExchange {
  public:
-  Exchange(std::shared_ptr<Session> session, uint64_t id, HttpRequest request)
+  Exchange(std::shared_ptr<SessionBase> session, uint64_t id, HttpRequest request)
       : session_(std::move(session)), id_(id), request_(std::move(request)) {}
   ~Exchange() override {
     session_->Post([session = session_, id = id_] { session->DropExchange(id); });
@@ -464,12 +508,13 @@ class Exchange final : public HttpExchange {
   }
 
  private:
-  const std::shared_ptr<Session> session_;
+  const std::shared_ptr<SessionBase> session_;
   const uint64_t id_;
   const HttpRequest request_;
 };
 
-void Session::StartHandler(HttpRequest request) {
+template <class Stream>
+void Session<Stream>::StartHandler(HttpRequest request) {
   auto exchange = std::make_shared<Exchange>(shared_from_this(), exchange_id_, std::move(request));
   try {
     state_->handler(std::move(exchange));
@@ -500,11 +545,11 @@ class HttpServerImpl final : public HttpServer {
   ~HttpServerImpl() override {
     // From here on exchanges post nothing; then every connection closes, and the I/O threads
     // return once the completions that closing causes have run.
-    std::vector<std::shared_ptr<Session>> sessions;
+    std::vector<std::shared_ptr<SessionBase>> sessions;
     {
       absl::MutexLock lock(&state_->mu);
       state_->stopped = true;
-      for (Session* session : state_->sessions) {
+      for (SessionBase* session : state_->sessions) {
         if (auto alive = session->weak_from_this().lock()) sessions.push_back(std::move(alive));
       }
     }
@@ -538,8 +583,15 @@ class HttpServerImpl final : public HttpServer {
                              }
                              const bool within_limit =
                                  state_->connections.load() < state_->options.max_connections;
-                             std::make_shared<Session>(state_, std::move(socket), within_limit)
-                                 ->Start();
+                             if (state_->tls != nullptr) {
+                               std::make_shared<Session<TlsStream>>(
+                                   state_, TlsStream(std::move(socket), *state_->tls), within_limit)
+                                   ->Start();
+                             } else {
+                               std::make_shared<Session<tcp::socket>>(state_, std::move(socket),
+                                                                      within_limit)
+                                   ->Start();
+                             }
                              Accept();
                            });
   }
@@ -594,6 +646,25 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions 
   absl::StatusOr<tcp::endpoint> endpoint = ParseListen(options.listen);
   if (!endpoint.ok()) return endpoint.status();
   auto state = std::make_shared<ServerState>(std::move(options), std::move(handler));
+  if (state->options.tls_cert_pem.empty() != state->options.tls_key_pem.empty()) {
+    return absl::InvalidArgumentError("HTTPS needs both a certificate and its key");
+  }
+  if (!state->options.tls_cert_pem.empty()) {
+    auto tls = std::make_unique<net::ssl::context>(net::ssl::context::tls_server);
+    tls->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                     net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                     net::ssl::context::no_tlsv1_1);
+    beast::error_code tls_ec;
+    tls->use_certificate_chain(net::buffer(state->options.tls_cert_pem), tls_ec);
+    if (!tls_ec) {
+      tls->use_private_key(net::buffer(state->options.tls_key_pem), net::ssl::context::pem, tls_ec);
+    }
+    if (tls_ec) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("the HTTPS certificate or key cannot be used: ", tls_ec.message()));
+    }
+    state->tls = std::move(tls);
+  }
   tcp::acceptor acceptor(state->ioc);
   beast::error_code ec;
   acceptor.open(endpoint->protocol(), ec);

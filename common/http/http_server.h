@@ -91,6 +91,10 @@ struct HttpServerOptions {
   size_t max_body_bytes = 8 << 20;
   absl::Duration idle_timeout = absl::Seconds(60);
   int io_threads = 2;
+  // Both set (PEM): HTTPS, TLS 1.2 or later, with this certificate (chain) and key; both empty:
+  // plaintext. A client that does not complete the TLS handshake is closed without an answer.
+  std::string tls_cert_pem;
+  std::string tls_key_pem;
 };
 
 class HttpServer {

@@ -59,6 +59,10 @@ class ClusterSecurity {
   static absl::StatusOr<ClusterSecurity> Load(const SecurityOptions& options);
 
   bool tls() const { return !cert_pem_.empty(); }
+  // This process's certificate (chain) and key, PEM; empty without TLS. For its other TLS
+  // servers (the router's HTTPS API).
+  const std::string& cert_pem() const { return cert_pem_; }
+  const std::string& key_pem() const { return key_pem_; }
   const SecurityPolicy& policy() const { return policy_; }
 
   // For the process's server port: SSL with this process's certificate when tls(), else

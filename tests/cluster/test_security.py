@@ -3,7 +3,8 @@ launched with deploy/launch.sh, certificates made by tests/common/rpc/make_test_
 at test time.
 
 TLS cluster (tls_cert/tls_key/tls_ca + api_keys_file): a request with the API key over TLS
-succeeds; a missing or wrong API key is UNAUTHENTICATED; plaintext to a TLS port and a client
+succeeds, over gRPC and over the HTTPS OpenAI API; a missing or wrong API key is UNAUTHENTICATED
+(HTTP 401); plaintext to a TLS port and a client
 certificate from another CA are refused in the handshake (UNAVAILABLE); a stranger cannot reach
 Decode, Prefill or PushKv without the cluster's certificate, nor register as a worker.
 Secret cluster (cluster_secret_file, plaintext): a request succeeds; a stranger's RegisterWorker,
@@ -164,6 +165,36 @@ def test_tls_request_with_api_key_matches_one_process(tls_cluster, certs):
                                  "--max-tokens", N_TOKENS], {"PDSERVE_API_KEY": API_KEY})
     assert r.returncode == 0, r.stderr
     assert r.stdout == reference
+
+
+def test_the_http_api_of_a_tls_cluster_is_https_and_needs_the_api_key(tls_cluster, certs):
+    import ssl
+
+    import httpx2 as httpx  # what the openai package uses
+    import openai
+    _, _, config = tls_cluster
+    base = lib.http_base(config).replace("http://", "https://")
+    reference = lib.generate_reference(model(), PROMPT, N_TOKENS)
+    trusted = httpx.Client(verify=ssl.create_default_context(cafile=str(certs / "ca.pem")),
+                           timeout=60)
+    client = openai.OpenAI(base_url=base + "/v1", api_key=API_KEY, http_client=trusted,
+                           max_retries=0)
+    completion = client.completions.create(model="stories260K", prompt=PROMPT,
+                                           max_tokens=N_TOKENS, temperature=0)
+    assert completion.choices[0].text == reference
+    # The key is required on /v1 (401, OpenAI's error object); probes and scrapes need none.
+    for key in ("wrong-key-0123456789abcdef", None):
+        headers = {} if key is None else {"Authorization": f"Bearer {key}"}
+        r = trusted.get(base + "/v1/models", headers=headers)
+        assert r.status_code == 401, r.text
+        assert "error" in r.json()
+    assert trusted.get(base + "/health").status_code == 200
+    # Plaintext HTTP to the HTTPS port and a client that does not trust the CA get nothing.
+    with pytest.raises(httpx.TransportError):
+        httpx.get(lib.http_base(config) + "/health", timeout=10)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(base + "/health", timeout=10,
+                  verify=ssl.create_default_context(cafile=str(certs / "stranger-ca.pem")))
 
 
 def test_tls_missing_or_wrong_api_key_is_unauthenticated(tls_cluster, certs):

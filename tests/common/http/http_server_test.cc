@@ -21,6 +21,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "boost/asio.hpp"
+#include "boost/asio/ssl.hpp"
+#include "tests/common/rpc/test_certs.h"
 
 namespace pdserve::http {
 namespace {
@@ -311,6 +314,60 @@ TEST(HttpServerTest, AnExchangeThatOutlivesTheServerFailsItsWritesAtOnce) {
   EXPECT_FALSE(result);
   kept->Respond(TextResponse(200, "ignored"));
   kept.reset();
+}
+
+// One request over TLS that trusts only `ca_pem` (and checks the server's name); the whole
+// response, or the error that stopped it.
+std::string HttpsGet(int port, const std::string& ca_pem, const std::string& path) {
+  namespace net = boost::asio;
+  net::io_context ioc;
+  net::ssl::context context(net::ssl::context::tls_client);
+  boost::system::error_code ec;
+  context.add_certificate_authority(net::buffer(ca_pem), ec);
+  if (ec) return "CA: " + ec.message();
+  context.set_verify_mode(net::ssl::verify_peer);
+  net::ssl::stream<net::ip::tcp::socket> stream(ioc, context);
+  SSL_set_tlsext_host_name(stream.native_handle(), "localhost");
+  stream.set_verify_callback(net::ssl::host_name_verification("localhost"));
+  stream.next_layer().connect({net::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)}, ec);
+  if (!ec) stream.handshake(net::ssl::stream_base::client, ec);
+  if (ec) return "handshake: " + ec.message();
+  net::write(stream, net::buffer(Get(path, /*keep_alive=*/false)), ec);
+  std::string response;
+  char buffer[4096];
+  for (;;) {
+    const size_t n = stream.read_some(net::buffer(buffer), ec);
+    response.append(buffer, n);
+    if (ec) return response;
+  }
+}
+
+TEST(HttpServerTest, ServesHttpsWithTheGivenCertificateAndRefusesPlaintext) {
+  absl::StatusOr<rpc::testing::TestCerts> certs = rpc::testing::MakeTestCerts();
+  ASSERT_TRUE(certs.ok()) << certs.status();
+  auto server = StartServer(Echo, {.tls_cert_pem = rpc::testing::ReadText(certs->node_pem),
+                                   .tls_key_pem = rpc::testing::ReadText(certs->node_key)});
+  ASSERT_NE(server, nullptr);
+  const std::string response = HttpsGet(server->port(), rpc::testing::ReadText(certs->ca_pem), "/tls");
+  EXPECT_EQ(StatusOf(response), 200) << response;
+  EXPECT_EQ(BodyOf(response), "GET /tls?  -");
+  // A client of another CA does not trust it.
+  EXPECT_NE(StatusOf(HttpsGet(server->port(), rpc::testing::ReadText(certs->stranger_ca_pem), "/")), 200);
+  // Plaintext HTTP to the HTTPS port gets no HTTP answer.
+  RawClient plain(server->port());
+  plain.Send(Get("/", /*keep_alive=*/false));
+  EXPECT_EQ(plain.ReadAll().rfind("HTTP/", 0), std::string::npos);
+  // A certificate without its key is refused at start.
+  EXPECT_EQ(HttpServer::Start({.tls_cert_pem = rpc::testing::ReadText(certs->node_pem)}, Echo)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(HttpServer::Start({.tls_cert_pem = rpc::testing::ReadText(certs->node_pem),
+                               .tls_key_pem = rpc::testing::ReadText(certs->stranger_key)},
+                              Echo)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(HttpServerTest, BadListenAddressesAreInvalidArgument) {
