@@ -582,6 +582,7 @@ void DecodeScheduler::FreeBlocksLocked(Sequence& seq) {
 void DecodeScheduler::EndLocked(Sequence& seq, SequenceState state, SequenceEvent event) {
   if (IsTerminal(seq.state)) return;
   seq.state = state;
+  if (options_.observer != nullptr) options_.observer->OnSequenceEnd(state, event.finish_reason);
   ready_.erase(std::remove_if(ready_.begin(), ready_.end(),
                               [&](const std::shared_ptr<Sequence>& s) { return s.get() == &seq; }),
                ready_.end());
@@ -706,11 +707,13 @@ void DecodeScheduler::Run() {
     mutex_.Unlock();
     const absl::Time step_start = absl::Now();
     absl::StatusOr<std::vector<float>> logits = forward_.Forward(batch);
-    const absl::Duration pad = options_.min_step_duration - (absl::Now() - step_start);
+    const absl::Duration forward_time = absl::Now() - step_start;
+    const absl::Duration pad = options_.min_step_duration - forward_time;
     if (pad > absl::ZeroDuration()) absl::SleepFor(pad);
     mutex_.Lock();
 
     const absl::Time now = absl::Now();
+    int64_t n_sampled = 0;
     for (size_t i = 0; i < stepped.size(); ++i) {
       Sequence& seq = *stepped[i];
       seq.in_step = false;
@@ -727,6 +730,7 @@ void DecodeScheduler::Run() {
       seq.table.n_tokens = n_tokens;
       const absl::Span<const float> row(logits->data() + i * vocab, vocab);
       const int32_t next = sampling::SampleToken(row, seq.spec.sampling, n_tokens, seq.tokens);
+      ++n_sampled;
       if (IsEndToken(next) && !seq.spec.ignore_eos) {
         FinishLocked(seq, request::FinishReason::kEos);
         continue;
@@ -749,6 +753,9 @@ void DecodeScheduler::Run() {
         seq.state = SequenceState::kStalled;  // leaves the batch at the top of the loop
         seq.stalled_since = now;
       }
+    }
+    if (options_.observer != nullptr && logits.ok()) {
+      options_.observer->OnStep(forward_time, n_sampled);
     }
   }
 }

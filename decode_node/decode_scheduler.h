@@ -110,6 +110,19 @@ struct SchedulerLoad : request::WorkerLoad {
   int64_t quarantined_kv_blocks = 0;  // not free yet (SchedulerOptions::kv_quarantine)
 };
 
+// What the scheduler reports as it works (DecodeMetrics exports it to Prometheus). Called on
+// the scheduler's threads, under its mutex: must be cheap, must not block and must not call the
+// scheduler.
+class SchedulerObserver {
+ public:
+  virtual ~SchedulerObserver() = default;
+  // A decode step's forward pass took `forward_time` and `n_tokens` sequences sampled a token
+  // from it (an end token included).
+  virtual void OnStep(absl::Duration forward_time, int64_t n_tokens) = 0;
+  // A sequence that held a reservation ended in `state` (terminal); `reason` for kFinished.
+  virtual void OnSequenceEnd(SequenceState state, request::FinishReason reason) = 0;
+};
+
 struct SchedulerOptions {
   int max_batch = 32;  // most sequences in one decode step
   // Each step lasts at least this long (the scheduler sleeps, without its lock, after a faster
@@ -134,6 +147,7 @@ struct SchedulerOptions {
   // A sequence out of the batch for that reason this long is cancelled (ABORTED) and its blocks
   // are freed.
   absl::Duration stalled_stream_timeout = absl::Seconds(30);
+  SchedulerObserver* observer = nullptr;  // not owned, outlives the scheduler; null: none
 };
 
 // Called with the answer to a reservation: the reservation, or why there is none

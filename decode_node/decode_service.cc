@@ -203,6 +203,9 @@ grpc::ServerWriteReactor<v1::DecodeEvent>* DecodeWorkerService::Decode(
   if (absl::Status s = rpc::AuthorizeClusterPeer(*context, options_.security); !s.ok()) {
     return RejectDecode(rpc::ToGrpcStatus(s));
   }
+  if (absl::Status s = rpc::AdmitNewWork(options_.drain_gate); !s.ok()) {
+    return RejectDecode(rpc::ToGrpcStatus(s));
+  }
   return new DecodeReactor(scheduler_, options_, *request, rpc::CallDeadline(*context));
 }
 

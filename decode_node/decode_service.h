@@ -24,6 +24,7 @@
 #include "common.pb.h"
 #include "common/kv_transfer/handoff.h"
 #include "common/rpc/call_authorization.h"
+#include "common/rpc/drain_gate.h"
 #include "decode_node/decode_scheduler.h"
 #include "grpcpp/support/server_callback.h"
 #include "worker.grpc.pb.h"
@@ -36,6 +37,8 @@ struct DecodeServiceOptions {
   std::vector<kv_transfer::TransportOffer> kv_offers;
   // Who may call Decode: the cluster (rpc::ClusterSecurity::policy).
   rpc::SecurityPolicy security;
+  // Closed while the worker drains: Decode is refused with UNAVAILABLE (not owned; may be null).
+  const rpc::DrainGate* drain_gate = nullptr;
 };
 
 class DecodeWorkerService final : public v1::DecodeWorker::CallbackService {

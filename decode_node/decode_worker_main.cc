@@ -1,7 +1,8 @@
 // pdserve-decode-worker: receives prompts' KV from prefill workers and decodes them with
 // continuous batching (DecodeWorker.Decode, KvReceiver.PushKv). With --router, registers with the
 // router and heartbeats its load. Prints "listening on HOST:PORT" to stderr once serving;
-// SIGINT/SIGTERM shut it down (exit 0).
+// SIGINT/SIGTERM drain it (streams in flight finish, new work goes elsewhere), then shut it down
+// (exit 0; docs/kubernetes.md).
 
 #include <iostream>
 #include <memory>
@@ -21,6 +22,7 @@
 #include "common/kv_transfer/tcp/tcp_kv_receiver.h"
 #include "common/rpc/proto_convert.h"
 #include "common/rpc/server_process.h"
+#include "decode_node/decode_metrics.h"
 #include "decode_node/decode_scheduler.h"
 #include "decode_node/decode_service.h"
 
@@ -60,6 +62,9 @@ int Run(int argc, char** argv) {
   parser.AddString("kv-transport",
                    "how KV may arrive: auto (every transport this worker can take), grpc, shm "
                    "or tcp (default auto)");
+  parser.AddString("min-step-ms",
+                   "each decode step lasts at least this long (default 0; for tests: makes a "
+                   "tiny model's streams long enough to interrupt)");
   parser.AddBool("help", "show this help");
   if (absl::Status s = parser.Parse(argc, argv); !s.ok()) {
     return Fail(absl::StrCat(s.message(), "\n", parser.Usage(kProgram)), 2);
@@ -81,11 +86,13 @@ int Run(int argc, char** argv) {
   absl::StatusOr<int64_t> lease_max_ms = parser.GetInt("kv-lease-max-ms", 60000);
   absl::StatusOr<int64_t> max_waiting = parser.GetInt("max-waiting-reservations", 256);
   absl::StatusOr<int64_t> stalled_timeout_ms = parser.GetInt("stalled-stream-timeout-ms", 30000);
+  absl::StatusOr<int64_t> min_step_ms = parser.GetInt("min-step-ms", 0);
   absl::StatusOr<kv_transfer::TransportMode> transport =
       kv_transfer::ParseTransportMode(parser.GetString("kv-transport", "auto"));
   for (const absl::Status& s : {pool_tokens.status(), max_batch.status(), lease_idle_ms.status(),
                                 lease_max_ms.status(), max_waiting.status(),
-                                stalled_timeout_ms.status(), transport.status()}) {
+                                stalled_timeout_ms.status(), min_step_ms.status(),
+                                transport.status()}) {
     if (!s.ok()) return Fail(std::string(s.message()), 2);
   }
   if (*pool_tokens < 1) return Fail("--kv-pool-tokens must be at least 1", 2);
@@ -104,6 +111,9 @@ int Run(int argc, char** argv) {
     return Fail(absl::StrCat("--stalled-stream-timeout-ms must be in [1, ", kMaxLeaseMs,
                              "], got ", *stalled_timeout_ms),
                 2);
+  }
+  if (*min_step_ms < 0 || *min_step_ms > 10000) {
+    return Fail(absl::StrCat("--min-step-ms must be in [0, 10000], got ", *min_step_ms), 2);
   }
   options->kv_pool_tokens = *pool_tokens;
   // The shm transport needs the pool in shared memory, which only a host pool can be.
@@ -134,13 +144,19 @@ int Run(int argc, char** argv) {
   scheduler_options.kv_lease.max = absl::Milliseconds(*lease_max_ms);
   scheduler_options.max_waiting_reservations = static_cast<int>(*max_waiting);
   scheduler_options.stalled_stream_timeout = absl::Milliseconds(*stalled_timeout_ms);
+  scheduler_options.min_step_duration = absl::Milliseconds(*min_step_ms);
   // Far longer than a prefill worker takes to stop writing once cancelled (a poll of 20 ms and
   // one block copy): docs/kv-transfer.md.
   if (offer_shm) scheduler_options.kv_quarantine = absl::Seconds(2);
+  DecodeMetrics metrics;  // outlives the scheduler, which reports to it
+  scheduler_options.observer = &metrics;
   DecodeScheduler scheduler((*engine)->config(), (*engine)->kv_pool(), (*engine)->forward(),
                             (*engine)->tokenizer().end_of_generation_ids(), scheduler_options);
+  metrics.TrackScheduler(scheduler);
+  rpc::DrainGate drain_gate;
   DecodeServiceOptions service_options;
   service_options.security = security->policy();
+  service_options.drain_gate = &drain_gate;
   if (offer_shm) {
     absl::StatusOr<std::string> boot_id = kv_transfer::HostBootId();
     if (!boot_id.ok()) return Fail(std::string(boot_id.status().message()), 1);
@@ -183,6 +199,10 @@ int Run(int argc, char** argv) {
   server.credentials = security->ServerCredentials(rpc::ClientCertificates::kRequire);
   server.router_channel = security->ClusterChannelOptions();
   server.load = [&scheduler] { return rpc::WorkerLoadToProto(scheduler.Load()); };
+  server.render_metrics = [&metrics] { return metrics.RenderText(); };
+  server.metrics_tls_cert_pem = security->cert_pem();
+  server.metrics_tls_key_pem = security->key_pem();
+  server.drain_gate = &drain_gate;
   return cli::ServeWorkerUntilSignal(kProgram, signals, *serving, server);
 }
 

@@ -16,13 +16,14 @@ debian_packages=(
   cmake ninja-build g++ pkg-config clang libclang-rt-14-dev unzip
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libxxhash-dev libutf8proc-dev nlohmann-json3-dev
+  libxxhash-dev libutf8proc-dev nlohmann-json3-dev libboost1.81-dev prometheus-cpp-dev
   util-linux procps iproute2
 )
 python_packages=(
   numpy==2.4.6 gguf==0.19.0 transformers==5.24.0 tokenizers==0.23.3 jinja2==3.1.6
   pytest==8.4.2
   grpcio==1.76.0 grpcio-tools==1.76.0
+  openai==3.51.0 prometheus-client==0.26.0 kubernetes-validate==1.37.0 pyyaml==6.0.3
 )
 
 missing=()

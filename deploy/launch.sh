@@ -111,7 +111,8 @@ declare -A cfg=(
 known_keys="model tokenizer host router_port prefill_workers decode_workers prefill_base_port"
 known_keys+=" decode_base_port threads prefill_cpus decode_cpus router_cpus kv_pool_tokens"
 known_keys+=" max_batch router_flags prefill_flags decode_flags health_timeout_s device dtype"
-known_keys+=" kv_transport tls_cert tls_key tls_ca cluster_secret_file api_keys_file"
+known_keys+=" kv_transport tls_cert tls_key tls_ca cluster_secret_file api_keys_file http_port"
+known_keys+=" prefill_metrics_base_port decode_metrics_base_port"
 line_no=0
 while IFS= read -r line || [ -n "$line" ]; do
   line_no=$((line_no + 1))
@@ -130,7 +131,8 @@ for key in model router_port; do
   [ -n "${cfg[$key]:-}" ] || die "$config: '$key' is required"
 done
 for key in router_port prefill_workers decode_workers prefill_base_port decode_base_port threads \
-           health_timeout_s kv_pool_tokens max_batch; do
+           health_timeout_s kv_pool_tokens max_batch prefill_metrics_base_port \
+           decode_metrics_base_port; do
   v=${cfg[$key]:-}
   [ -z "$v" ] || [[ "$v" =~ ^[0-9]+$ ]] || die "$config: '$key' must be a number, got '$v'"
 done
@@ -209,27 +211,46 @@ if [ -n "${cfg[api_keys_file]:-}" ]; then
   health_api_key=$(awk '!/^[[:space:]]*(#|$)/ { print $1; exit }' "${cfg[api_keys_file]}")
 fi
 read -r -a router_extra <<<"${cfg[router_flags]:-}"
+http_args=()
+http_note=
+if [ -n "${cfg[http_port]:-}" ]; then
+  [[ "${cfg[http_port]}" =~ ^[0-9]+$ ]] || die "$config: 'http_port' must be a port number"
+  http_args=(--http-listen "$host:${cfg[http_port]}")
+  http_scheme=http; [ -z "${cfg[tls_cert]:-}" ] || http_scheme=https
+  http_note=", OpenAI HTTP API at $http_scheme://$host:${cfg[http_port]}/v1"
+fi
 read -r -a prefill_extra <<<"${cfg[prefill_flags]:-}"
 read -r -a decode_extra <<<"${cfg[decode_flags]:-}"
 
+# metrics_args BASE I: sets metrics_flag to worker I's --metrics-port (BASE + I), or to nothing
+# without a base port (the role's *_metrics_base_port).
+metrics_args() {
+  metrics_flag=()
+  [ -z "$1" ] || metrics_flag=(--metrics-port "$(($1 + $2))")
+}
+
 : >"$pid_file"
 start router "${cfg[router_cpus]:-}" "$router_bin" --listen "$router_addr" --model "$model" \
-  "${tokenizer_args[@]}" "${security_args[@]}" "${router_security_args[@]}" "${router_extra[@]}"
+  "${tokenizer_args[@]}" "${security_args[@]}" "${router_security_args[@]}" "${http_args[@]}" \
+  "${router_extra[@]}"
 for ((i = 0; i < n_prefill; i++)); do
+  metrics_args "${cfg[prefill_metrics_base_port]:-}" "$i"
   start "prefill-$i" "$(nth_word "${cfg[prefill_cpus]:-}" "$i")" "$prefill_bin" \
     --listen "$host:$((cfg[prefill_base_port] + i))" --router "$router_addr" \
     --worker-id "prefill-$i" --model "$model" "${tokenizer_args[@]}" \
-    --threads "${cfg[threads]}" "${device_args[@]}" "${security_args[@]}" "${prefill_extra[@]}"
+    --threads "${cfg[threads]}" "${device_args[@]}" "${security_args[@]}" \
+    "${metrics_flag[@]}" "${prefill_extra[@]}"
 done
 decode_args=()
 [ -z "${cfg[kv_pool_tokens]:-}" ] || decode_args+=(--kv-pool-tokens "${cfg[kv_pool_tokens]}")
 [ -z "${cfg[max_batch]:-}" ] || decode_args+=(--max-batch "${cfg[max_batch]}")
 for ((i = 0; i < n_decode; i++)); do
+  metrics_args "${cfg[decode_metrics_base_port]:-}" "$i"
   start "decode-$i" "$(nth_word "${cfg[decode_cpus]:-}" "$i")" "$decode_bin" \
     --listen "$host:$((cfg[decode_base_port] + i))" --router "$router_addr" \
     --worker-id "decode-$i" --model "$model" "${tokenizer_args[@]}" \
     --threads "${cfg[threads]}" "${device_args[@]}" "${decode_args[@]}" "${security_args[@]}" \
-    "${decode_extra[@]}"
+    "${metrics_flag[@]}" "${decode_extra[@]}"
 done
 
 # Fails the launch: stops everything, prints the log tail of the process that failed.
@@ -278,7 +299,7 @@ if [ "$mode" = foreground ]; then
 else
   trap - INT TERM
 fi
-echo "pdserve cluster '$name' is up: router at $router_addr ($n_prefill prefill + $n_decode decode workers; logs in $run_dir)"
+echo "pdserve cluster '$name' is up: router at $router_addr$http_note ($n_prefill prefill + $n_decode decode workers; logs in $run_dir)"
 if [ "$mode" = detach ]; then
   exit 0
 fi

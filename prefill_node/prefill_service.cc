@@ -40,10 +40,11 @@ absl::StatusOr<PrefillJob> JobFromRequest(const v1::PrefillRequest& request) {
 // started; OnCancel only asks the scheduler to stop the job (which then calls done).
 class PrefillReactor final : public grpc::ServerUnaryReactor {
  public:
-  PrefillReactor(PrefillScheduler& scheduler, bool log_requests,
+  PrefillReactor(PrefillScheduler& scheduler, bool log_requests, PrefillMetrics* metrics,
                  grpc::CallbackServerContext* context, const v1::PrefillRequest& request,
                  v1::PrefillResponse* response)
-      : scheduler_(scheduler), log_requests_(log_requests), response_(response) {
+      : scheduler_(scheduler), log_requests_(log_requests), metrics_(metrics),
+        response_(response) {
     absl::StatusOr<PrefillJob> job = JobFromRequest(request);
     if (!job.ok()) {
       Complete(request, job.status());
@@ -71,6 +72,7 @@ class PrefillReactor final : public grpc::ServerUnaryReactor {
  private:
   // Fills the response and finishes the call: the last thing that touches this reactor.
   void Complete(const v1::PrefillRequest& request, absl::StatusOr<PrefillOutcome> outcome) {
+    if (metrics_ != nullptr) metrics_->RecordPrefill(request.prompt_ids_size(), outcome);
     if (log_requests_) {
       // One write per line, so that lines of concurrent requests do not interleave.
       std::cerr << (outcome.ok()
@@ -99,6 +101,7 @@ class PrefillReactor final : public grpc::ServerUnaryReactor {
 
   PrefillScheduler& scheduler_;
   const bool log_requests_;
+  PrefillMetrics* const metrics_;
   v1::PrefillResponse* const response_;
   std::optional<PrefillScheduler::Ticket> ticket_;  // set before the reactor is bound
 };
@@ -118,7 +121,10 @@ grpc::ServerUnaryReactor* PrefillService::Prefill(grpc::CallbackServerContext* c
   if (absl::Status s = rpc::AuthorizeClusterPeer(*context, security_); !s.ok()) {
     return RejectPrefill(context, rpc::ToGrpcStatus(s));
   }
-  return new PrefillReactor(scheduler_, log_requests_, context, *request, response);
+  if (absl::Status s = rpc::AdmitNewWork(drain_gate_); !s.ok()) {
+    return RejectPrefill(context, rpc::ToGrpcStatus(s));
+  }
+  return new PrefillReactor(scheduler_, log_requests_, metrics_, context, *request, response);
 }
 
 }  // namespace pdserve::prefill

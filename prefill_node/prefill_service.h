@@ -5,8 +5,10 @@
 // whose deadline passed) cancels its job.
 
 #include "common/rpc/call_authorization.h"
+#include "common/rpc/drain_gate.h"
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/server_callback.h"
+#include "prefill_node/prefill_metrics.h"
 #include "prefill_node/prefill_scheduler.h"
 #include "common.pb.h"
 #include "worker.grpc.pb.h"
@@ -18,9 +20,18 @@ class PrefillService final : public v1::PrefillWorker::CallbackService {
   // `scheduler` must outlive the service. With log_requests, one line per request (outcome or
   // error) goes to stderr.
   // `security`: who may call Prefill (rpc::ClusterSecurity::policy; default: anyone).
+  // `drain_gate`: closed while the worker drains, when Prefill is refused with UNAVAILABLE (not
+  // owned; null: never). `metrics` (not owned; null: none) records every call that passed
+  // authorization and the drain gate.
   explicit PrefillService(PrefillScheduler& scheduler, bool log_requests = false,
-                          rpc::SecurityPolicy security = {})
-      : scheduler_(scheduler), log_requests_(log_requests), security_(std::move(security)) {}
+                          rpc::SecurityPolicy security = {},
+                          const rpc::DrainGate* drain_gate = nullptr,
+                          PrefillMetrics* metrics = nullptr)
+      : scheduler_(scheduler),
+        log_requests_(log_requests),
+        security_(std::move(security)),
+        drain_gate_(drain_gate),
+        metrics_(metrics) {}
 
   // A check that must refuse the call before anything else happens fits as the first line:
   //   if (!ok) return RejectPrefill(context, status);
@@ -32,6 +43,8 @@ class PrefillService final : public v1::PrefillWorker::CallbackService {
   PrefillScheduler& scheduler_;
   const bool log_requests_;
   const rpc::SecurityPolicy security_;
+  const rpc::DrainGate* const drain_gate_;
+  PrefillMetrics* const metrics_;
 };
 
 // Finishes the call with `status` at once.

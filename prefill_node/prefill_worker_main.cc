@@ -1,6 +1,7 @@
 // pdserve-prefill-worker: serves PrefillWorker.Prefill — runs prompts and streams their KV blocks
 // to decode workers — and, with --router, registers with the router and heartbeats its load.
-// Prints "listening on HOST:PORT" to stderr once serving; SIGINT/SIGTERM shut it down (exit 0).
+// Prints "listening on HOST:PORT" to stderr once serving; SIGINT/SIGTERM drain it (prefills in
+// flight finish, new work goes elsewhere), then shut it down (exit 0; docs/kubernetes.md).
 
 #include <iostream>
 #include <memory>
@@ -20,6 +21,7 @@
 #include "common/kv_transfer/send_transports.h"
 #include "common/kv_transfer/shm/shm_send_transport.h"
 #include "common/kv_transfer/tcp/tcp_send_transport.h"
+#include "prefill_node/prefill_metrics.h"
 #include "prefill_node/prefill_scheduler.h"
 #include "prefill_node/prefill_service.h"
 
@@ -97,7 +99,10 @@ int Run(int argc, char** argv) {
   scheduler_options.queue_capacity = static_cast<int>(*capacity);
   scheduler_options.n_executors = static_cast<int>(*executors);
   PrefillScheduler scheduler(**engine, transports, scheduler_options);
-  PrefillService service(scheduler, /*log_requests=*/true, security->policy());
+  rpc::DrainGate drain_gate;
+  PrefillMetrics metrics(scheduler);
+  PrefillService service(scheduler, /*log_requests=*/true, security->policy(), &drain_gate,
+                         &metrics);
 
   cli::WorkerServer server;
   server.role = v1::WORKER_ROLE_PREFILL;
@@ -108,9 +113,13 @@ int Run(int argc, char** argv) {
   server.credentials = security->ServerCredentials(rpc::ClientCertificates::kRequire);
   server.router_channel = security->ClusterChannelOptions();
   server.load = [&scheduler] { return rpc::WorkerLoadToProto(scheduler.load()); };
+  server.render_metrics = [&metrics] { return metrics.RenderText(); };
+  server.metrics_tls_cert_pem = security->cert_pem();
+  server.metrics_tls_key_pem = security->key_pem();
   // Stops whatever is still running after the drain and frees its blocks, which lets the
   // handlers of cancelled calls return.
   server.stop_work = [&scheduler] { scheduler.Shutdown(); };
+  server.drain_gate = &drain_gate;
   return cli::ServeWorkerUntilSignal(kProgram, signals, *serving, server);
 }
 

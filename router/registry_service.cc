@@ -46,4 +46,22 @@ grpc::Status RegistryService::Heartbeat(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+grpc::Status RegistryService::Deregister(grpc::ServerContext* context,
+                                         const v1::DeregisterWorkerRequest* request,
+                                         v1::DeregisterWorkerResponse* response) {
+  if (absl::Status s = rpc::AuthorizeClusterPeer(*context, security_); !s.ok()) {
+    return rpc::ToGrpcStatus(s);
+  }
+  if (request->worker_id().empty()) {
+    return rpc::ToGrpcStatus(absl::InvalidArgumentError("Deregister: worker_id is empty"));
+  }
+  const bool removed = registry_.Deregister(request->worker_id(), request->address());
+  response->set_was_registered(removed);
+  std::fprintf(stderr, "router: worker %s (%s) %s\n", request->worker_id().c_str(),
+               request->address().empty() ? "any address" : request->address().c_str(),
+               removed ? "deregistered: it is draining, no new work goes to it"
+                       : "asked to deregister but is not registered there: nothing to do");
+  return grpc::Status::OK;
+}
+
 }  // namespace pdserve::router

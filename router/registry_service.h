@@ -1,5 +1,5 @@
 #pragma once
-// WorkerRegistry: the gRPC shell over WorkerRegistry (registration and heartbeats). Only the
+// WorkerRegistry: the gRPC shell over WorkerRegistry (registration, heartbeats, leaving). Only the
 // cluster's own workers may call it (rpc::AuthorizeClusterPeer); a refused call changes nothing.
 
 #include <utility>
@@ -29,6 +29,9 @@ class RegistryService final : public v1::WorkerRegistry::Service {
                               v1::RegisterWorkerResponse* response) override;
   grpc::Status Heartbeat(grpc::ServerContext* context, const v1::HeartbeatRequest* request,
                          v1::HeartbeatResponse* response) override;
+  // WorkerRegistry::Deregister; INVALID_ARGUMENT for an empty worker_id. Logged to stderr.
+  grpc::Status Deregister(grpc::ServerContext* context, const v1::DeregisterWorkerRequest* request,
+                          v1::DeregisterWorkerResponse* response) override;
 
  private:
   WorkerRegistry& registry_;

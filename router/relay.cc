@@ -84,6 +84,7 @@ struct RelayCall::StrandState {
   absl::Status final_status;
   absl::Duration retry_after = absl::ZeroDuration();
   absl::Time first_chunk_time = absl::InfinitePast();
+  absl::Time last_token_time = absl::InfinitePast();  // when HandleToken last ran
 
   std::unique_ptr<grpc::Alarm> deadline_alarm;
   std::unique_ptr<grpc::Alarm> backoff_alarm;
@@ -404,6 +405,11 @@ void RelayCall::OnPrefillDone(int attempt_id, const WorkerSnapshot& worker,
 
 void RelayCall::HandleToken(int32_t token) {
   StrandState& s = *s_;
+  const absl::Time now = relay_.clock_();
+  if (s.last_token_time != absl::InfinitePast()) {
+    relay_.stats_.RecordTokenGap(absl::ToDoubleSeconds(now - s.last_token_time));
+  }
+  s.last_token_time = now;
   std::vector<v1::GenerateResponse> out;
   absl::StatusOr<std::optional<request::FinishReason>> step = s.output->Push(token, out);
   if (!step.ok()) {
@@ -411,9 +417,7 @@ void RelayCall::HandleToken(int32_t token) {
                                                 "' (", s.decode_worker.address,
                                                 "): ", step.status().message())));
   }
-  if (!out.empty() && s.first_chunk_time == absl::InfinitePast()) {
-    s.first_chunk_time = relay_.clock_();
-  }
+  if (!out.empty() && s.first_chunk_time == absl::InfinitePast()) s.first_chunk_time = now;
   for (v1::GenerateResponse& response : out) s.outbox.push_back(std::move(response));
   if (step->has_value()) return Complete(**step);
   SendQueued();
@@ -545,6 +549,7 @@ void RelayCall::Complete(request::FinishReason reason) {
   fields.set_prefill_worker(s.prefill_worker.worker_id);
   fields.set_decode_worker(s.decode_worker.worker_id);
   std::vector<v1::GenerateResponse> out;
+  s.record.finish_reason = reason;
   s.output->Finish(reason, arrival_, relay_.clock_(), s.first_chunk_time, std::move(fields),
                    s.record, out);
   for (v1::GenerateResponse& response : out) s.outbox.push_back(std::move(response));
@@ -586,6 +591,10 @@ void RelayCall::End(absl::Status status, absl::Duration retry_after) {
     }
   }
   RequestRecord& record = s.record;
+  if (s.first_chunk_time != absl::InfinitePast()) {
+    record.first_chunk_sent = true;
+    record.ttft_seconds = absl::ToDoubleSeconds(s.first_chunk_time - arrival_);
+  }
   if (status.ok()) {
     record.outcome = RequestOutcome::kSucceeded;
   } else if (status.code() == absl::StatusCode::kCancelled ||

@@ -9,11 +9,14 @@
 #include "absl/time/clock.h"
 #include "cli/arg_parser.h"
 #include "cli/security_flags.h"
+#include "common/http/http_server.h"
 #include "common/rpc/server_process.h"
 #include "common/rpc/channel_cache.h"
 #include "router/grpc_worker_clients.h"
+#include "router/openai/openai_front.h"
 #include "router/registry_service.h"
 #include "router/relay.h"
+#include "router/router_metrics.h"
 #include "router/router_model.h"
 #include "router/router_service.h"
 #include "router/router_stats.h"
@@ -52,6 +55,15 @@ int main(int argc, char** argv) {
   parser.AddString("client-stall-timeout-ms",
                    "a client that reads none of its stream this long is dropped and its decode "
                    "sequence cancelled (default 30000)");
+  parser.AddString("http-listen",
+                   "HOST:PORT of the OpenAI-compatible HTTP API (/v1/completions, "
+                   "/v1/chat/completions, /v1/models, /health, /metrics); port 0: pick one; "
+                   "default: no HTTP API");
+  parser.AddString("served-model-name",
+                   "the model id of the HTTP API (default: the model file's name without its "
+                   "extension)");
+  parser.AddString("http-max-connections",
+                   "HTTP connections served at once; one more is answered 429 (default 1024)");
   parser.AddBool("help", "show this help");
   if (absl::Status s = parser.Parse(argc, argv); !s.ok()) {
     std::fprintf(stderr, "%s\n%s", std::string(s.message()).c_str(),
@@ -94,6 +106,12 @@ int main(int argc, char** argv) {
   if (!stall_ms.ok()) return Fail(std::string(stall_ms.status().message()));
   if (*stall_ms < 1) return Fail("--client-stall-timeout-ms must be >= 1");
 
+  absl::StatusOr<int64_t> http_max_connections = parser.GetInt("http-max-connections", 1024);
+  if (!http_max_connections.ok()) return Fail(std::string(http_max_connections.status().message()));
+  if (*http_max_connections < 1 || *http_max_connections > 100000) {
+    return Fail("--http-max-connections must be in [1, 100000]");
+  }
+
   absl::StatusOr<router::RouterModel> model =
       router::LoadRouterModel(parser.GetString("model"), parser.GetString("tokenizer"));
   if (!model.ok()) return Fail(std::string(model.status().message()));
@@ -103,7 +121,9 @@ int main(int argc, char** argv) {
 
   const router::Clock clock = [] { return absl::Now(); };
   router::WorkerRegistry registry(absl::Milliseconds(*timeout_ms), clock, model->identity);
-  router::RouterStats stats(clock);
+  // Fed by the stats as requests finish; GET /metrics of the HTTP front renders it.
+  router::RouterMetrics metrics(registry);
+  router::RouterStats stats(clock, 10000, &metrics);
   router::RelayOptions options;
   options.max_request_time = absl::Seconds(*max_request_seconds);
   options.max_in_flight = static_cast<int>(*max_in_flight);
@@ -116,6 +136,7 @@ int main(int argc, char** argv) {
   router::GrpcPrefillClient prefill_client(worker_channels);
   router::GrpcDecodeClient decode_client(worker_channels);
   router::Relay relay(*model, registry, stats, prefill_client, decode_client, clock, options);
+  metrics.TrackRelay(relay);
   router::RouterService router_service(relay, registry, stats, security->policy());
   router::RegistryService registry_service(registry, static_cast<int>(*interval_ms),
                                            security->policy());
@@ -128,11 +149,45 @@ int main(int argc, char** argv) {
       {&router_service, &registry_service});
   if (!server.ok()) return Fail(std::string(server.status().message()));
   std::fprintf(stderr, "listening on %s\n", (*server)->bound().ToString().c_str());
+
+  // The HTTP API goes through the same relay; it starts after gRPC so that "listening on" stays
+  // the first address printed (launch scripts wait for it).
+  std::unique_ptr<router::openai::OpenAiFront> openai_front;
+  std::unique_ptr<http::HttpServer> http_server;
+  if (const std::string http_listen = parser.GetString("http-listen"); !http_listen.empty()) {
+    router::openai::OpenAiFrontOptions front_options;
+    front_options.served_model_name = parser.GetString(
+        "served-model-name", router::openai::DefaultServedModelName(parser.GetString("model")));
+    const std::string served_model_name = front_options.served_model_name;
+    front_options.context_length = model->context_length;
+    front_options.security = security->policy();
+    front_options.render_metrics = [&metrics] { return metrics.RenderText(); };
+    openai_front = std::make_unique<router::openai::OpenAiFront>(relay, registry,
+                                                                  std::move(front_options));
+    absl::StatusOr<std::unique_ptr<http::HttpServer>> started = http::HttpServer::Start(
+        {.listen = http_listen,
+         .max_connections = static_cast<int>(*http_max_connections),
+         .tls_cert_pem = security->cert_pem(),  // HTTPS when the cluster has TLS
+         .tls_key_pem = security->key_pem()},
+        [front = openai_front.get()](std::shared_ptr<http::HttpExchange> exchange) {
+          front->Handle(std::move(exchange));
+        });
+    if (!started.ok()) {
+      (*server)->Shutdown(std::chrono::seconds(0));
+      (*server)->Wait();
+      return Fail(std::string(started.status().message()));
+    }
+    http_server = *std::move(started);
+    std::fprintf(stderr, "%s API on %s, model '%s'\n", security->tls() ? "HTTPS" : "HTTP",
+                 http_server->bound().c_str(),
+                 served_model_name.c_str());
+  }
   std::fflush(stderr);
 
   const int signal_number = signals.Wait();
   std::fprintf(stderr, "pdserve-router: signal %d, shutting down\n", signal_number);
   (*server)->Shutdown(std::chrono::seconds(2));
   (*server)->Wait();
+  http_server.reset();  // before the relay its exchanges use
   return 0;
 }

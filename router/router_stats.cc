@@ -29,8 +29,9 @@ v1::LatencySummary Summarize(const std::deque<double>& values) {
   return summary;
 }
 
-RouterStats::RouterStats(Clock clock, size_t window)
-    : clock_(std::move(clock)), window_(std::max<size_t>(window, 1)), start_(clock_()) {}
+RouterStats::RouterStats(Clock clock, size_t window, StatsListener* listener)
+    : clock_(std::move(clock)), window_(std::max<size_t>(window, 1)), listener_(listener),
+      start_(clock_()) {}
 
 void RouterStats::RecordArrival() {
   absl::MutexLock lock(&mu_);
@@ -72,6 +73,7 @@ void RouterStats::RecordWorkerFailed(const std::string& worker_id) {
 }
 
 void RouterStats::RecordFinish(const RequestRecord& record) {
+  if (listener_ != nullptr) listener_->OnFinish(record);
   absl::MutexLock lock(&mu_);
   CountOutcome(counts_, record.outcome);
   FinishWorker(record.prefill_worker, record, /*is_prefill=*/true);
@@ -88,6 +90,7 @@ void RouterStats::RecordFinish(const RequestRecord& record) {
 void RouterStats::RecordTransfer(const std::string& prefill_worker,
                                  const std::string& decode_worker,
                                  const v1::KvTransferReport& report) {
+  if (listener_ != nullptr) listener_->OnTransfer(report);
   absl::MutexLock lock(&mu_);
   PerTransferPath& path = transfers_[{prefill_worker, decode_worker, report.transport()}];
   ++path.count;
@@ -95,6 +98,10 @@ void RouterStats::RecordTransfer(const std::string& prefill_worker,
   path.seconds.Add(report.seconds(), window_);
   path.window_bytes.push_back(report.bytes());
   while (path.window_bytes.size() > path.seconds.values.size()) path.window_bytes.pop_front();
+}
+
+void RouterStats::RecordTokenGap(double seconds) {
+  if (listener_ != nullptr) listener_->OnTokenGap(seconds);
 }
 
 v1::GetStatsResponse RouterStats::Get(const std::vector<WorkerSnapshot>& workers) const {

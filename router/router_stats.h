@@ -11,12 +11,14 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/request/request_contract.h"
 #include "router.pb.h"
 #include "worker.pb.h"
 #include "router/worker_registry.h"
@@ -37,8 +39,12 @@ enum class RequestOutcome {
 // when the request produced at least two tokens.
 struct RequestRecord {
   RequestOutcome outcome = RequestOutcome::kFailed;
+  std::optional<request::FinishReason> finish_reason;  // successes
   double queue_seconds = 0;
   double ttft_seconds = 0;
+  // A chunk reached the client before the request ended: ttft_seconds is set, for a failed or
+  // cancelled request too (a success always has it).
+  bool first_chunk_sent = false;
   double tpot_seconds = 0;
   double e2e_seconds = 0;
   int64_t prompt_tokens = 0;
@@ -47,10 +53,22 @@ struct RequestRecord {
   std::string decode_worker;
 };
 
+// Sees every record RouterStats takes, as it takes it (RouterMetrics exports them to
+// Prometheus). Called outside RouterStats' lock, on the recording thread (a request's strand):
+// must be thread-safe and must not block.
+class StatsListener {
+ public:
+  virtual ~StatsListener() = default;
+  virtual void OnFinish(const RequestRecord& record) = 0;
+  virtual void OnTransfer(const v1::KvTransferReport& report) = 0;
+  virtual void OnTokenGap(double seconds) = 0;
+};
+
 class RouterStats {
  public:
-  // `window`: how many recent requests the latency summaries cover.
-  RouterStats(Clock clock, size_t window = 10000);
+  // `window`: how many recent requests the latency summaries cover. `listener` (may be null)
+  // outlives the stats.
+  RouterStats(Clock clock, size_t window = 10000, StatsListener* listener = nullptr);
 
   void RecordArrival();
   // The request was sent to this worker (counts as received and in flight for it).
@@ -63,6 +81,9 @@ class RouterStats {
   // One completed KV handoff between two workers.
   void RecordTransfer(const std::string& prefill_worker, const std::string& decode_worker,
                       const v1::KvTransferReport& report);
+  // The time between two tokens of one request as the relay received them (the listener's
+  // inter-token latency; GetStats has TPOT instead).
+  void RecordTokenGap(double seconds);
 
   // Worker info (load, KV use, health) comes from `workers`, the registry's snapshot.
   v1::GetStatsResponse Get(const std::vector<WorkerSnapshot>& workers) const;
@@ -86,6 +107,7 @@ class RouterStats {
 
   const Clock clock_;
   const size_t window_;
+  StatsListener* const listener_;
   const absl::Time start_;
   mutable absl::Mutex mu_;
   v1::RequestCounts counts_ ABSL_GUARDED_BY(mu_);

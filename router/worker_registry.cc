@@ -158,6 +158,15 @@ void WorkerRegistry::MarkUnreachable(const std::string& worker_id) {
   if (it != workers_.end()) it->second.unreachable = true;
 }
 
+bool WorkerRegistry::Deregister(const std::string& worker_id, const std::string& address) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) return false;
+  if (!address.empty() && it->second.registration.address != address) return false;
+  workers_.erase(it);
+  return true;
+}
+
 void WorkerRegistry::NoteDispatched(const std::string& worker_id, int64_t kv_blocks) {
   absl::MutexLock lock(&mu_);
   auto it = workers_.find(worker_id);

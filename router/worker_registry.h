@@ -3,7 +3,8 @@
 // their load as of the last heartbeat. A worker is out of rotation (healthy = false) while its
 // last heartbeat is older than the timeout, or from the moment a call to it failed as
 // unreachable (MarkUnreachable) until its next heartbeat or registration: a dead worker leaves
-// at once rather than after its heartbeats stop, and a live one rejoins within an interval.
+// at once rather than after its heartbeats stop, and a live one rejoins within an interval. A
+// worker that says it is leaving (Deregister) is removed outright.
 //
 // Thread-safe: every method takes the registry's one mutex.
 
@@ -94,6 +95,12 @@ class WorkerRegistry {
   // A call to the worker failed as if it were gone (UNAVAILABLE): out of rotation until it
   // heartbeats or registers again. Unknown ids are ignored.
   void MarkUnreachable(const std::string& worker_id);
+
+  // The worker is leaving (it drains before it exits): it leaves the registry at once, so no new
+  // work goes to it; requests already sent to it go on. Its next Heartbeat returns false, so only
+  // a new registration brings it back. With a non-empty `address`, only a registration at that
+  // address is removed (a newer process under the same id stays). False when nothing was removed.
+  bool Deregister(const std::string& worker_id, const std::string& address);
 
   // Every registered worker, ordered by id.
   std::vector<WorkerSnapshot> Snapshot() const;

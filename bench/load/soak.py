@@ -76,10 +76,10 @@ def rss_mib(pid: int) -> float:
 
 
 def random_request(router_pb2, rng: random.Random):
-    import load_client as lc
+    from load_workload import WORDS
     long_prompt = rng.random() < 0.2
     # Words are one or two tokens; prompt + output stay inside a 512-token context.
-    prompt = " ".join(rng.choice(lc.WORDS) for _ in range(rng.randint(80, 150) if long_prompt
+    prompt = " ".join(rng.choice(WORDS) for _ in range(rng.randint(80, 150) if long_prompt
                                                            else rng.randint(4, 40)))
     common_pb2 = sys.modules["common_pb2"]  # compiled beside router_pb2 by load_stubs
     sampling = (common_pb2.SamplingOptions(temperature=0.8, top_p=0.9, seed=rng.randint(1, 1000))

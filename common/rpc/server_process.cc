@@ -88,6 +88,10 @@ std::string ServingServer::LocalAddress() const {
                                      : bound_.ToString();
 }
 
+void ServingServer::ReportNotServing() {
+  if (!shut_down_) server_->GetHealthCheckService()->SetServingStatus(false);
+}
+
 void ServingServer::Shutdown(std::chrono::milliseconds drain) {
   if (shut_down_) return;
   shut_down_ = true;
@@ -96,5 +100,32 @@ void ServingServer::Shutdown(std::chrono::milliseconds drain) {
 }
 
 void ServingServer::Wait() { server_->Wait(); }
+
+const char* DrainEndName(DrainEnd end) {
+  switch (end) {
+    case DrainEnd::kIdle:
+      return "idle";
+    case DrainEnd::kTimedOut:
+      return "timed out";
+    case DrainEnd::kInterrupted:
+      return "interrupted";
+  }
+  return "?";
+}
+
+DrainEnd WaitUntilDrained(const ShutdownSignals& signals,
+                          const std::function<int64_t()>& in_flight, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  if (in_flight() == 0) return DrainEnd::kIdle;
+  if (timeout <= absl::ZeroDuration()) return DrainEnd::kTimedOut;
+  DrainEnd end = DrainEnd::kIdle;
+  const int signal_number = signals.Wait([&] {
+    if (in_flight() == 0) return true;
+    if (absl::Now() < deadline) return false;
+    end = DrainEnd::kTimedOut;
+    return true;
+  });
+  return signal_number != 0 ? DrainEnd::kInterrupted : end;
+}
 
 }  // namespace pdserve::rpc

@@ -2,17 +2,20 @@
 // What every pdserve server binary (router, prefill worker, decode worker) does around its
 // services: SIGINT/SIGTERM are taken by the main thread alone; the server listens with gRPC
 // health checking and reflection; on a signal it reports NOT_SERVING, lets in-flight calls
-// drain, then cancels what is left.
+// drain (a worker first waits for its work in flight: WaitUntilDrained), then cancels what is
+// left.
 
 #include <signal.h>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 
@@ -67,6 +70,9 @@ class ServingServer {
   // bound(), with a wildcard host replaced by 127.0.0.1: an address this machine can call.
   std::string LocalAddress() const;
 
+  // Health turns NOT_SERVING while calls are still taken: load balancers and Kubernetes'
+  // readiness probe stop sending, work in flight (and the calls that complete it) goes on.
+  void ReportNotServing();
   // Health turns NOT_SERVING and no new call is taken; calls in flight get `drain` to finish,
   // then are cancelled (a handler blocked elsewhere must notice that itself: stop what it waits
   // on between Shutdown and Wait). Idempotent.
@@ -82,5 +88,18 @@ class ServingServer {
   HostPort bound_;
   bool shut_down_ = false;
 };
+
+// How WaitUntilDrained ended.
+enum class DrainEnd {
+  kIdle,         // no work left in flight
+  kTimedOut,     // the timeout passed with work still in flight
+  kInterrupted,  // another SIGINT/SIGTERM arrived: stop at once
+};
+const char* DrainEndName(DrainEnd end);
+
+// Waits on the calling thread (the one that took the first signal) until `in_flight` returns 0
+// (checked at once, then about every 100 ms), `timeout` passes or another signal arrives.
+DrainEnd WaitUntilDrained(const ShutdownSignals& signals,
+                          const std::function<int64_t()>& in_flight, absl::Duration timeout);
 
 }  // namespace pdserve::rpc

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/rpc/channel_cache.h"
+#include "common/rpc/grpc_status.h"
 
 namespace pdserve::rpc {
 
@@ -45,6 +46,21 @@ void WorkerHeartbeat::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+}
+
+absl::Status WorkerHeartbeat::Deregister() {
+  Stop();
+  v1::DeregisterWorkerRequest request;
+  request.set_worker_id(options_.worker_id);
+  request.set_address(options_.advertised_address);
+  v1::DeregisterWorkerResponse response;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + options_.rpc_timeout);
+  const grpc::Status status = stub_->Deregister(&context, request, &response);
+  if (status.ok()) return absl::OkStatus();
+  const absl::Status error = FromGrpcStatus(status);
+  return absl::Status(error.code(), absl::StrCat("Deregister with the router at ",
+                                                 options_.router_address, ": ", error.message()));
 }
 
 absl::Status WorkerHeartbeat::refusal() const {

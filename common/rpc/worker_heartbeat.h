@@ -2,7 +2,8 @@
 // A worker's side of the router's WorkerRegistry: register at start-up, then heartbeat with the
 // current load on a thread of its own; register again whenever the router forgets the worker
 // (it answers registered=false, e.g. after a restart) or a heartbeat fails (the router went away:
-// when it is back, the worker is in its table again). Used by prefill and decode workers alike.
+// when it is back, the worker is in its table again); deregister when it drains before exiting.
+// Used by prefill and decode workers alike.
 //
 // A FAILED_PRECONDITION answer to RegisterWorker is final, at start-up or on a re-registration:
 // the router refuses this worker (another model, another KV layout) and asking again cannot
@@ -64,6 +65,11 @@ class WorkerHeartbeat {
   absl::Status Start();
   // Ends the thread promptly (an RPC in flight is cancelled). Idempotent.
   void Stop();
+  // Stop(), then tells the router that this worker is leaving (one Deregister call within
+  // rpc_timeout, naming the worker's id and advertised address): it admits no new work to the
+  // worker from then on. OK when the router answered, whether or not it still knew the worker;
+  // the call's error otherwise (the router then drops the worker after its heartbeat timeout).
+  absl::Status Deregister();
 
   const WorkerHeartbeatOptions& options() const { return options_; }
   bool registered() const { return registered_.load(); }

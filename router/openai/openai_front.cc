@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/metrics/metrics_http.h"
 #include "common/request/request_contract.h"
 #include "router/openai/openai_protocol.h"
 
@@ -186,8 +187,8 @@ void OpenAiFront::Handle(std::shared_ptr<http::HttpExchange> exchange) {
   if (path == "/metrics") {
     if (!options_.render_metrics) return exchange->Respond(Error(404, "no metrics here"));
     if (!is_get) return method_not_allowed("GET");
-    return exchange->Respond(http::TextResponse(200, options_.render_metrics(),
-                                                "text/plain; version=0.0.4; charset=utf-8"));
+    return exchange->Respond(
+        http::TextResponse(200, options_.render_metrics(), metrics::kTextContentType));
   }
   if (path.rfind("/v1/", 0) == 0) {
     if (absl::Status s = rpc::AuthorizeAuthorizationHeader(request.Header("authorization"),

@@ -50,6 +50,24 @@ TEST(WorkerServingFlagsTest, BadAddressesNameTheirFlag) {
   }
 }
 
+TEST(WorkerServingFlagsTest, MetricsPortIsOptionalAndChecked) {
+  absl::StatusOr<WorkerServingFlags> absent = FlagsFrom({});
+  ASSERT_TRUE(absent.ok()) << absent.status();
+  EXPECT_FALSE(absent->metrics_port.has_value());
+  absl::StatusOr<WorkerServingFlags> picked = FlagsFrom({"--metrics-port", "0"});
+  ASSERT_TRUE(picked.ok()) << picked.status();
+  EXPECT_EQ(picked->metrics_port, 0);
+  absl::StatusOr<WorkerServingFlags> given = FlagsFrom({"--metrics-port", "9400"});
+  ASSERT_TRUE(given.ok()) << given.status();
+  EXPECT_EQ(given->metrics_port, 9400);
+  for (const char* bad : {"-1", "65536", "http", ""}) {
+    absl::StatusOr<WorkerServingFlags> flags = FlagsFrom({"--metrics-port", bad});
+    EXPECT_EQ(flags.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(flags.status().message().find("--metrics-port"), std::string::npos)
+        << flags.status();
+  }
+}
+
 TEST(MakeWorkerHeartbeatTest, NoRouterNoHeartbeat) {
   absl::StatusOr<WorkerServingFlags> flags = FlagsFrom({});
   ASSERT_TRUE(flags.ok());

@@ -85,28 +85,42 @@ def stories_goldens() -> list:
 
 def write_config(directory: pathlib.Path, name: str, model: pathlib.Path, n_prefill: int,
                  n_decode: int, extra: dict | None = None) -> tuple[pathlib.Path, str]:
-    """A cluster config on free ports; returns (its path, the router's address). Worker ports are
-    base + i, so each role gets a block of consecutive ports checked free one by one."""
-    router_port = free_ports(1)[0]
+    """A cluster config on free ports; returns (its path, the router's address). Worker ports
+    (gRPC and metrics) are base + i, so each role gets two blocks of consecutive ports checked
+    free one by one, apart from every other port chosen."""
+    router_port, http_port = free_ports(2)
+    taken = {router_port, http_port}
     bases = []
-    for count in (n_prefill, n_decode):
+    for count in (n_prefill, n_decode, n_prefill, n_decode):
         for _ in range(50):
             base = free_ports(1)[0]
-            if base + count < 65535 and _all_free(range(base, base + count)):
+            block = range(base, base + count)
+            if base + count < 65535 and taken.isdisjoint(block) and _all_free(block):
                 bases.append(base)
+                taken.update(block)
                 break
         else:
             raise AssertionError(f"found no {count} consecutive free ports")
     lines = {
         "model": str(model), "host": "127.0.0.1", "router_port": router_port,
+        "http_port": http_port,
         "prefill_workers": n_prefill, "decode_workers": n_decode,
-        "prefill_base_port": bases[0], "decode_base_port": bases[1], "threads": 1,
+        "prefill_base_port": bases[0], "decode_base_port": bases[1],
+        "prefill_metrics_base_port": bases[2], "decode_metrics_base_port": bases[3], "threads": 1,
         "kv_pool_tokens": 4096, "health_timeout_s": 90,
     }
     lines.update(extra or {})
     path = directory / f"{name}.conf"
     path.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
     return path, f"127.0.0.1:{router_port}"
+
+
+def http_base(config: pathlib.Path) -> str:
+    """The router's HTTP API of a config write_config wrote: "http://127.0.0.1:PORT"."""
+    for line in config.read_text().splitlines():
+        if line.startswith("http_port="):
+            return f"http://127.0.0.1:{line.split('=', 1)[1]}"
+    raise AssertionError(f"{config} has no http_port")
 
 
 def _all_free(ports) -> bool:

@@ -82,6 +82,15 @@ class DecodeSchedulerTest : public ::testing::Test {
     EXPECT_TRUE(scheduler_->WaitEvents(id, absl::Now() + absl::Seconds(5), &events).ok());
     return events;
   }
+  // Every event of `id` up to its terminal one (at most 10 s).
+  std::vector<SequenceEvent> EventsToTheEnd(const std::string& id) {
+    std::vector<SequenceEvent> all;
+    const absl::Time until = absl::Now() + absl::Seconds(10);
+    while ((all.empty() || all.back().kind == SequenceEvent::Kind::kToken) && absl::Now() < until) {
+      EXPECT_TRUE(scheduler_->WaitEvents(id, absl::Now() + absl::Milliseconds(50), &all).ok());
+    }
+    return all;
+  }
 
   std::unique_ptr<engine::Engine> engine_;
   std::unique_ptr<DecodeScheduler> scheduler_;
@@ -211,11 +220,7 @@ TEST_F(DecodeSchedulerTest, DecodesToMaxTokensWithIgnoreEosAndNeverRunsThePrompt
   ASSERT_TRUE(Reserve(spec).ok());
   ASSERT_TRUE(InstallKv("run", {Block(0, 10, data)}).ok());
   ASSERT_TRUE(CompleteKv("run", 7).ok());
-  std::vector<SequenceEvent> all;
-  const absl::Time until = absl::Now() + absl::Seconds(10);
-  while ((all.empty() || all.back().kind == SequenceEvent::Kind::kToken) && absl::Now() < until) {
-    ASSERT_TRUE(scheduler_->WaitEvents("run", absl::Now() + absl::Milliseconds(50), &all).ok());
-  }
+  const std::vector<SequenceEvent> all = EventsToTheEnd("run");
   ASSERT_EQ(all.size(), 20u);  // tokens 1..19, then finished
   for (int i = 0; i < 19; ++i) EXPECT_EQ(all[i].index, i + 1);
   EXPECT_EQ(all.back().kind, SequenceEvent::Kind::kFinished);
@@ -223,6 +228,58 @@ TEST_F(DecodeSchedulerTest, DecodesToMaxTokensWithIgnoreEosAndNeverRunsThePrompt
   EXPECT_EQ(all.back().prompt_tokens_computed, 0);
   EXPECT_EQ(scheduler_->prompt_tokens_computed(), 0);
   scheduler_->Release("run");
+}
+
+// Records what the scheduler reports to its observer (DecodeMetrics in the worker).
+class RecordingObserver final : public SchedulerObserver {
+ public:
+  void OnStep(absl::Duration forward_time, int64_t n_tokens) override {
+    absl::MutexLock lock(&mu);
+    ++steps;
+    tokens += n_tokens;
+    if (forward_time <= absl::ZeroDuration()) ++steps_without_time;
+  }
+  void OnSequenceEnd(SequenceState state, request::FinishReason reason) override {
+    absl::MutexLock lock(&mu);
+    ends.emplace_back(state, reason);
+  }
+  absl::Mutex mu;
+  int64_t steps ABSL_GUARDED_BY(mu) = 0;
+  int64_t tokens ABSL_GUARDED_BY(mu) = 0;
+  int64_t steps_without_time ABSL_GUARDED_BY(mu) = 0;
+  std::vector<std::pair<SequenceState, request::FinishReason>> ends ABSL_GUARDED_BY(mu);
+};
+
+TEST_F(DecodeSchedulerTest, TheObserverSeesEveryStepAndEveryEndOnce) {
+  RecordingObserver observer;
+  SchedulerOptions options;
+  options.observer = &observer;
+  scheduler_ = std::make_unique<DecodeScheduler>(engine_->config(), engine_->kv_pool(),
+                                                 engine_->forward(),
+                                                 engine_->tokenizer().end_of_generation_ids(),
+                                                 options);
+  const std::string data = ZeroBlock();
+  DecodeSpec spec = Spec("run", 10, 12);
+  spec.ignore_eos = true;
+  ASSERT_TRUE(Reserve(spec).ok());
+  ASSERT_TRUE(InstallKv("run", {Block(0, 10, data)}).ok());
+  ASSERT_TRUE(CompleteKv("run", 7).ok());
+  const std::vector<SequenceEvent> all = EventsToTheEnd("run");
+  ASSERT_FALSE(all.empty());
+  ASSERT_EQ(all.back().kind, SequenceEvent::Kind::kFinished);
+  scheduler_->Release("run");
+  ASSERT_TRUE(Reserve(Spec("gone", 10, 4)).ok());
+  scheduler_->Release("gone");  // cancelled while awaiting its KV
+
+  absl::MutexLock lock(&observer.mu);
+  // Alone in the batch, the sequence made tokens 1..11 in 11 steps (token 0 came from prefill).
+  EXPECT_EQ(observer.steps, 11);
+  EXPECT_EQ(observer.tokens, 11);
+  EXPECT_EQ(observer.steps_without_time, 0);
+  ASSERT_EQ(observer.ends.size(), 2u);
+  EXPECT_EQ(observer.ends[0].first, SequenceState::kFinished);
+  EXPECT_EQ(observer.ends[0].second, request::FinishReason::kLength);
+  EXPECT_EQ(observer.ends[1].first, SequenceState::kCancelled);
 }
 
 TEST_F(DecodeSchedulerTest, MaxBatchCapsTheStepAndTheRestWaitTheirTurn) {

@@ -35,6 +35,7 @@ def start_worker(*extra, listen="127.0.0.1:0"):
     (["--kv-timeout-ms", "1000"], "kv-timeout-ms"),  # replaced by the two lease flags
     (["--listen", "nonsense"], "--listen"),
     (["--advertise", "10.0.0.7"], "--advertise"),  # no port: nobody could connect to it
+    (["--metrics-port", "70000"], "--metrics-port"),
     (["--bogus"], "bogus"),
 ])
 def test_bad_flags_exit_2_with_a_message(flags, message):
@@ -62,6 +63,14 @@ def test_health_reflection_and_sigterm():
         start = time.monotonic()
         assert worker.stop() == 0, worker.log()
         assert time.monotonic() - start < 5
+
+
+def test_metrics_port_serves_the_pool_gauges():
+    with start_worker("--metrics-port", "0", "--kv-pool-tokens", "1024") as worker:
+        text = lib.scrape_metrics(worker)
+        assert "pdserve_kv_blocks_total 64\n" in text, text  # 1024 tokens / 16 per block
+        assert "pdserve_kv_blocks_free 64\n" in text, text
+        assert "# TYPE pdserve_decode_step_seconds histogram" in text, text
 
 
 def test_registers_as_decode_and_heartbeats():

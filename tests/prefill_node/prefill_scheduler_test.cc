@@ -19,6 +19,7 @@
 #include "common/engine/engine.h"
 #include "common/kv_transfer/transfer_token.h"
 #include "gtest/gtest.h"
+#include "tests/prefill_node/prefill_test_jobs.h"
 #include "tests/support/stories_engine.h"
 #include "tests/support/wait_for.h"
 
@@ -30,11 +31,6 @@ using test_support::WaitFor;
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
-std::vector<int32_t> MakePrompt(int n) {
-  std::vector<int32_t> ids;
-  for (int i = 0; i < n; ++i) ids.push_back(1 + (i * 13 + 7) % 500);
-  return ids;
-}
 
 // Shared state of every stream a FakeSinks opens.
 class FakeSinks final : public kv_transfer::KvSendStreamFactory {
@@ -111,18 +107,8 @@ absl::StatusOr<std::unique_ptr<kv_transfer::KvSendStream>> FakeSinks::Open(
   return std::make_unique<FakeSink>(*this, hello.request_id);
 }
 
-PrefillJob Job(const engine::Engine& engine, const std::string& id, int n_tokens) {
-  PrefillJob job;
-  job.request_id = id;
-  job.prompt_ids = MakePrompt(n_tokens);
-  const kv::KvLayout& layout = const_cast<engine::Engine&>(engine).kv_pool().layout();
-  job.handoff.request_id = id;
-  job.handoff.control_address = "fake:1";
-  job.handoff.transfer_token = std::string(kv_transfer::kTransferTokenBytes, 'k');
-  job.handoff.layout = layout;
-  for (int b = 0; b * layout.block_size < n_tokens; ++b) job.handoff.target_blocks.push_back(b);
-  job.handoff.offers.push_back({"grpc", "", ""});
-  return job;
+PrefillJob Job(engine::Engine& engine, const std::string& id, int n_tokens) {
+  return testing::ValidJob(engine, id, n_tokens);
 }
 
 TEST(PrefillSchedulerTest, SinkErrorFailsTheRequestAndFreesItsBlocks) {

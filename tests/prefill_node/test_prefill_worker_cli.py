@@ -32,6 +32,7 @@ def test_bad_flags_exit_2_with_a_message():
     for args, text in [(["--model", gguf(), "--listen", "nonsense"], "--listen"),
                        (["--model", gguf(), "--queue-capacity", "-1"], "--queue-capacity"),
                        (["--model", gguf(), "--advertise", "10.0.0.7"], "--advertise"),
+                       (["--model", gguf(), "--metrics-port", "-1"], "--metrics-port"),
                        (["--listen", "127.0.0.1:0"], "--model"),
                        (["--model", gguf(), "--bogus"], "bogus")]:
         lib.assert_exit_status([worker, *args], 2, text)
@@ -44,6 +45,13 @@ def test_health_reflection_and_sigterm():
         start = time.monotonic()
         assert worker.stop() == 0, worker.log()
         assert time.monotonic() - start < 5
+
+
+def test_metrics_port_serves_the_queue_gauges():
+    with start_worker("--metrics-port", "0") as worker:
+        text = lib.scrape_metrics(worker)
+        assert "pdserve_prefill_requests_queued 0\n" in text, text
+        assert 'pdserve_prefill_requests_total{outcome="succeeded"} 0\n' in text, text
 
 
 def test_registers_and_serves_a_prefill():
@@ -60,7 +68,8 @@ def test_registers_and_serves_a_prefill():
     services = dict(registry.services(), **{"pdserve.v1.KvReceiver": {
         "PushKv": grpc.stream_unary_rpc_method_handler(push_kv)}})
     with grpc_server(services) as fake, start_worker(
-            "--router", fake, "--worker-id", "pf-1", "--advertise", "10.0.0.7:5000") as worker:
+            "--router", fake, "--worker-id", "pf-1", "--advertise", "10.0.0.7:5000",
+            "--metrics-port", "0") as worker:
         assert registry.wait_for_heartbeats(2), worker.log()
         reg = registry.registrations[0]
         assert reg[1] == [b"pf-1"]
@@ -100,4 +109,8 @@ def test_registers_and_serves_a_prefill():
                 prefill(bad, timeout=30)
             assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert "prompt is empty" in error.value.details()
+        text = lib.scrape_metrics(worker)  # the service recorded both calls
+        assert 'pdserve_prefill_requests_total{outcome="succeeded"} 1\n' in text, text
+        assert 'pdserve_prefill_requests_total{outcome="failed"} 1\n' in text, text
+        assert "pdserve_prefill_prompt_tokens_total 150\n" in text, text
         assert worker.stop() == 0, worker.log()

@@ -144,6 +144,17 @@ class ServerProcess:
         self.kill()
 
 
+def scrape_metrics(server: ServerProcess) -> str:
+    """GET /metrics of a worker started with --metrics-port, at the address of its "metrics on
+    HOST:PORT" line (printed before "listening on"); the Prometheus text."""
+    import urllib.request
+    lines = [l for l in server.stderr_lines if l.startswith("metrics on ")]
+    assert lines, f"no 'metrics on' line:\n{server.log()}"
+    with urllib.request.urlopen(f"http://{lines[0].split()[2]}/metrics", timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        return response.read().decode()
+
+
 def assert_exit_status(args: list, status: int, message: str, timeout_s: float = 30.0) -> None:
     """Runs a command that must fail: exit `status` with `message` in its stderr (e.g. a bad
     flag: 2 and the flag's name). Still running after timeout_s (a server that took the flags

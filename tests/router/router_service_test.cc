@@ -683,5 +683,35 @@ TEST_F(RouterServiceTest, RegistryServiceRegistersAndAnswersHeartbeats) {
   EXPECT_EQ(registry_.Snapshot()[0].load.queue_length(), 4);
 }
 
+TEST_F(RouterServiceTest, ADeregisteredWorkerLeavesListWorkersAtOnceAndGetsNoRequest) {
+  RegisterWorkers();
+  const auto deregister = [&](const std::string& id, const std::string& address,
+                              v1::DeregisterWorkerResponse* response) {
+    grpc::ClientContext context;
+    context.set_deadline(In(std::chrono::milliseconds(5000)));
+    v1::DeregisterWorkerRequest request;
+    request.set_worker_id(id);
+    request.set_address(address);
+    return registry_stub_->Deregister(&context, request, response);
+  };
+  v1::DeregisterWorkerResponse response;
+  EXPECT_EQ(deregister("", "", &response).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  ASSERT_TRUE(deregister("decode-0", worker_address_, &response).ok());
+  EXPECT_TRUE(response.was_registered());
+  ASSERT_TRUE(deregister("decode-0", worker_address_, &response).ok());  // idempotent
+  EXPECT_FALSE(response.was_registered());
+
+  grpc::ClientContext list_context;
+  v1::ListWorkersResponse list;
+  ASSERT_TRUE(stub_->ListWorkers(&list_context, v1::ListWorkersRequest(), &list).ok());
+  ASSERT_EQ(list.workers_size(), 1);
+  EXPECT_EQ(list.workers(0).worker_id(), "prefill-0");
+  // With its only decode worker gone, a request finds none (rather than reaching it).
+  const Result result = Generate(TextRequest("ab", 2), std::chrono::milliseconds(1500));
+  EXPECT_FALSE(result.status.ok());
+  std::lock_guard<std::mutex> lock(decode_.mu);
+  EXPECT_TRUE(decode_.last_request.request_id().empty());  // never called
+}
+
 }  // namespace
 }  // namespace pdserve::router

@@ -97,6 +97,32 @@ TEST(WorkerRegistryTest, UnreachableWorkerLeavesAtOnceAndRejoinsWithItsNextHeart
   EXPECT_TRUE(Find(registry.Snapshot(), "d1")->healthy);
 }
 
+TEST(WorkerRegistryTest, ADeregisteredWorkerGetsNoWorkAndOnlyARegistrationBringsItBack) {
+  FakeClock clock;
+  WorkerRegistry registry(absl::Milliseconds(3000), clock.AsClock());
+  WorkerRegistration draining = Decode("d1", Load(0, 0, 90, 100));
+  draining.address = "10.0.0.1:7000";
+  ASSERT_TRUE(registry.Register(draining).ok());
+  ASSERT_TRUE(registry.Register(Decode("d2", Load(0, 0, 10, 100))).ok());
+  ASSERT_EQ(SelectDecodeWorker(registry.Snapshot(), 16)->worker_id, "d1");  // most free blocks
+
+  EXPECT_FALSE(registry.Deregister("d1", "10.0.0.9:7000"));  // another process's address
+  EXPECT_NE(Find(registry.Snapshot(), "d1"), nullptr);
+  EXPECT_TRUE(registry.Deregister("d1", "10.0.0.1:7000"));
+  EXPECT_EQ(Find(registry.Snapshot(), "d1"), nullptr);  // at once, not after the timeout
+  EXPECT_EQ(SelectDecodeWorker(registry.Snapshot(), 16)->worker_id, "d2");
+  EXPECT_FALSE(registry.Deregister("d1", "10.0.0.1:7000"));  // already gone
+  registry.NoteReleased("d1", 5);  // a request in flight to it ends: ignored
+  registry.MarkUnreachable("d1");
+
+  EXPECT_FALSE(registry.Heartbeat("d1", Load(0, 0, 90, 100)));  // "register again"
+  EXPECT_EQ(Find(registry.Snapshot(), "d1"), nullptr);
+  ASSERT_TRUE(registry.Register(draining).ok());
+  EXPECT_TRUE(Find(registry.Snapshot(), "d1")->healthy);
+  EXPECT_TRUE(registry.Deregister("d1", ""));  // no address: whatever it registered with
+  EXPECT_EQ(Find(registry.Snapshot(), "d1"), nullptr);
+}
+
 TEST(WorkerRegistryTest, ReleasedBlocksCountAsFreeUntilTheNextHeartbeat) {
   FakeClock clock;
   WorkerRegistry registry(absl::Milliseconds(3000), clock.AsClock());

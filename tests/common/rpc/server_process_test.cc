@@ -1,15 +1,14 @@
 #include "common/rpc/server_process.h"
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <chrono>
-#include <future>
 #include <memory>
 #include <string>
 
-#include "grpcpp/create_channel.h"
-#include "grpcpp/generic/generic_stub.h"
-#include "grpcpp/security/credentials.h"
-#include "grpcpp/support/byte_buffer.h"
 #include "gtest/gtest.h"
+#include "tests/support/health_check.h"
 
 namespace pdserve::rpc {
 namespace {
@@ -51,29 +50,7 @@ TEST(IsWildcardHostTest, KnowsTheAnyAddresses) {
   EXPECT_FALSE(IsWildcardHost("localhost"));
 }
 
-// grpc.health.v1.Health/Check for the whole server (empty service name), by hand: the answer's
-// field 1 is the status (1 = SERVING, 2 = NOT_SERVING). Returns the call's status and sets *bytes.
-grpc::Status CheckHealth(const std::string& address, std::string* bytes) {
-  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
-  grpc::GenericStub stub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  grpc::Slice empty;
-  grpc::ByteBuffer request(&empty, 1);
-  grpc::ByteBuffer response;
-  std::promise<grpc::Status> done;
-  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                 &response, [&done](grpc::Status s) { done.set_value(s); });
-  grpc::Status status = done.get_future().get();
-  bytes->clear();
-  std::vector<grpc::Slice> slices;
-  if (status.ok() && response.Dump(&slices).ok()) {
-    for (const grpc::Slice& s : slices) {
-      bytes->append(reinterpret_cast<const char*>(s.begin()), s.size());
-    }
-  }
-  return status;
-}
+using test_support::CheckHealth;
 
 TEST(ShutdownSignalsTest, WaitEndsWhenThePollSaysSo) {
   const ShutdownSignals signals;
@@ -99,6 +76,62 @@ TEST(ServingServerTest, ServesHealthUntilShutdown) {
   (*server)->Shutdown(std::chrono::milliseconds(100));  // idempotent
   (*server)->Wait();
   EXPECT_FALSE(CheckHealth((*server)->LocalAddress(), &answer).ok());
+}
+
+TEST(ServingServerTest, NotServingIsReportedWhileCallsAreStillTaken) {
+  absl::StatusOr<std::unique_ptr<ServingServer>> server =
+      ServingServer::Start({.listen = "127.0.0.1:0"}, {});
+  ASSERT_TRUE(server.ok()) << server.status();
+  (*server)->ReportNotServing();
+  std::string answer;
+  grpc::Status status = CheckHealth((*server)->LocalAddress(), &answer);
+  ASSERT_TRUE(status.ok()) << status.error_message();  // the call is taken ...
+  EXPECT_EQ(answer, std::string("\x08\x02", 2));       // ... and answers NOT_SERVING
+}
+
+TEST(WaitUntilDrainedTest, IdleAtOnceReturnsWithoutWaiting) {
+  const ShutdownSignals signals;
+  int checks = 0;
+  const absl::Time start = absl::Now();
+  const auto idle = [&checks] {
+    ++checks;
+    return int64_t{0};
+  };
+  EXPECT_EQ(WaitUntilDrained(signals, idle, absl::Seconds(10)), DrainEnd::kIdle);
+  EXPECT_EQ(checks, 1);
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(50));
+}
+
+TEST(WaitUntilDrainedTest, ReturnsWhenTheLastWorkEnds) {
+  const ShutdownSignals signals;
+  int64_t in_flight = 3;
+  EXPECT_EQ(WaitUntilDrained(signals, [&] { return in_flight--; }, absl::Seconds(10)),
+            DrainEnd::kIdle);
+  EXPECT_EQ(in_flight, -1);  // checked until it read 0
+}
+
+TEST(WaitUntilDrainedTest, GivesUpAfterTheTimeout) {
+  const ShutdownSignals signals;
+  const absl::Time start = absl::Now();
+  EXPECT_EQ(WaitUntilDrained(signals, [] { return int64_t{1}; }, absl::Milliseconds(300)),
+            DrainEnd::kTimedOut);
+  const absl::Duration waited = absl::Now() - start;
+  EXPECT_GE(waited, absl::Milliseconds(300));
+  EXPECT_LT(waited, absl::Seconds(2));
+  const absl::Time none = absl::Now();  // a timeout of 0: no drain at all
+  EXPECT_EQ(WaitUntilDrained(signals, [] { return int64_t{1}; }, absl::ZeroDuration()),
+            DrainEnd::kTimedOut);
+  EXPECT_LT(absl::Now() - none, absl::Milliseconds(50));
+}
+
+TEST(WaitUntilDrainedTest, AnotherSignalEndsTheWaitAtOnce) {
+  const ShutdownSignals signals;  // blocks SIGTERM in this thread: it stays pending here
+  ASSERT_EQ(pthread_kill(pthread_self(), SIGTERM), 0);
+  const absl::Time start = absl::Now();
+  EXPECT_EQ(WaitUntilDrained(signals, [] { return int64_t{1}; }, absl::Seconds(30)),
+            DrainEnd::kInterrupted);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  EXPECT_STREQ(DrainEndName(DrainEnd::kInterrupted), "interrupted");
 }
 
 TEST(ServingServerTest, AWildcardListenIsCalledOnLoopback) {

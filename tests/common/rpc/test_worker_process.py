@@ -1,10 +1,14 @@
 """What both worker binaries do alike, since they share its code (common/rpc/server_process,
-WaitForShutdownWhileRegistering, cli/worker_flags): the address they give the router, and a
-prompt exit on SIGTERM while the router is not up yet.
+WaitForShutdownWhileRegistering, cli/worker_flags): the address they give the router, a
+prompt exit on SIGTERM while the router is not up yet, and --metrics-port over HTTPS when the
+worker has TLS.
 
 Messages are raw bytes (tests/python/proto_wire.py), so no generated Python code is needed."""
+import ssl
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -48,3 +52,27 @@ def test_sigterm_while_the_router_is_not_up_exits_0_promptly(worker):
         start = time.monotonic()
         assert process.stop() == 0, process.log()
         assert time.monotonic() - start < 5
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("certs")
+    lib.run_binary(["bash", Path(__file__).resolve().parent / "make_test_certs.sh", out],
+                   timeout_s=60)
+    return out
+
+
+@pytest.mark.parametrize("worker", WORKERS)
+def test_metrics_of_a_tls_worker_are_https(worker, certs):
+    with start_worker(worker, "--tls-cert", certs / "node.pem", "--tls-key", certs / "node.key",
+                      "--tls-ca", certs / "ca.pem", "--metrics-port", "0") as process:
+        lines = [l for l in process.stderr_lines if l.startswith("metrics on ")]
+        assert lines, process.log()
+        address = lines[0].split()[2]
+        trusted = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        with urllib.request.urlopen(f"https://{address}/metrics", timeout=10,
+                                    context=trusted) as response:
+            assert "# TYPE pdserve_" in response.read().decode()
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(f"http://{address}/metrics", timeout=10).read()
+        assert process.stop() == 0, process.log()

@@ -56,6 +56,14 @@ class FakeRegistry final : public v1::WorkerRegistry::Service {
     }
     return grpc::Status::OK;
   }
+  grpc::Status Deregister(grpc::ServerContext*, const v1::DeregisterWorkerRequest* request,
+                          v1::DeregisterWorkerResponse* response) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++n_deregisters_;
+    last_deregister_ = *request;
+    response->set_was_registered(true);
+    return grpc::Status::OK;
+  }
 
   void ForgetOnce() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -87,18 +95,28 @@ class FakeRegistry final : public v1::WorkerRegistry::Service {
     std::lock_guard<std::mutex> lock(mutex_);
     return last_heartbeat_;
   }
+  int n_deregisters() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return n_deregisters_;
+  }
+  v1::DeregisterWorkerRequest last_deregister() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return last_deregister_;
+  }
 
  private:
   const int interval_ms_;
   std::mutex mutex_;
   int n_registers_ = 0;
   int n_heartbeats_ = 0;
+  int n_deregisters_ = 0;
   int n_registers_at_forget_ = -1;
   bool forget_once_ = false;
   int n_errors_ = 0;
   grpc::Status error_;
   v1::RegisterWorkerRequest last_register_;
   v1::HeartbeatRequest last_heartbeat_;
+  v1::DeregisterWorkerRequest last_deregister_;
 };
 
 // Starts a server for `service` on 127.0.0.1:`port` (0 = pick one); sets *bound_port.
@@ -253,6 +271,43 @@ TEST(WorkerHeartbeatTest, StopIsPromptEvenWithALongInterval) {
   EXPECT_LT(Clock::now() - start, milliseconds(500));
   heartbeat.Stop();  // idempotent
   server->Shutdown();
+}
+
+TEST(WorkerHeartbeatTest, DeregisterStopsTheHeartbeatsAndNamesTheWorkerAndItsAddress) {
+  FakeRegistry registry(/*interval_ms=*/20);
+  int port = 0;
+  std::unique_ptr<grpc::Server> server = StartServer(&registry, 0, &port);
+  WorkerHeartbeat heartbeat(OptionsFor(port), [] { return LoadWithQueue(0); });
+  ASSERT_TRUE(heartbeat.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return registry.n_heartbeats() >= 1; }));
+  const absl::Status status = heartbeat.Deregister();
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(registry.n_deregisters(), 1);
+  EXPECT_EQ(registry.last_deregister().worker_id(), "prefill-test");
+  EXPECT_EQ(registry.last_deregister().address(), "127.0.0.1:4242");
+  // No heartbeat (which would be answered registered=false) nor registration follows.
+  const int heartbeats = registry.n_heartbeats();
+  std::this_thread::sleep_for(milliseconds(200));  // 10 heartbeat intervals
+  EXPECT_EQ(registry.n_heartbeats(), heartbeats);
+  EXPECT_EQ(registry.n_registers(), 1);
+  server->Shutdown();
+}
+
+TEST(WorkerHeartbeatTest, DeregisterWithNoRouterFailsWithinTheCallTimeoutNamingTheRouter) {
+  FakeRegistry placeholder(20);
+  int port = 0;
+  StartServer(&placeholder, 0, &port)->Shutdown();  // a port nothing listens on
+  WorkerHeartbeatOptions options = OptionsFor(port);
+  options.rpc_timeout = milliseconds(300);
+  WorkerHeartbeat heartbeat(options, [] { return LoadWithQueue(0); });
+  const auto start = Clock::now();
+  const absl::Status status = heartbeat.Deregister();
+  EXPECT_LT(Clock::now() - start, milliseconds(2000));
+  EXPECT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("Deregister with the router at 127.0.0.1:" +
+                                  std::to_string(port)),
+            std::string::npos)
+      << status;
 }
 
 const grpc::Status kRefusal(grpc::StatusCode::FAILED_PRECONDITION,
